@@ -1,0 +1,7 @@
+"""``python -m ocrobin`` (also what ``torchrun -m ocrobin train`` runs)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,295 @@
+"""Reading and writing page images: the one place that knows file formats, modes, DPI and EXIF.
+
+Every reader returns grey pages as float32 arrays in [0, 1] (0 = black, 1 = white). Colour is the mean
+of R, G and B, as the original ocrobin did; alpha is composited over white; 16-bit and float data are
+scaled by their range; EXIF orientation is applied. Every writer writes to a temporary file beside the
+target and renames it, so an output is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+from .exceptions import InputError
+
+#: Refuse pages above this many pixels per page (a clear error instead of running out of memory).
+MAX_PIXELS = 1_000_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+#: File extensions that directory and glob inputs pick up.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".pnm", ".pbm", ".pgm", ".ppm",
+                  ".jp2", ".gif")
+
+
+@dataclass
+class Page:
+    """One page of an input file.
+
+    Attributes:
+        gray: float32 H×W in [0, 1], 0 = black.
+        dpi: (x, y) resolution from the file, or None when it has none.
+        index: page number within the file (0 for single-page files).
+        count: number of pages in the file.
+    """
+
+    gray: np.ndarray
+    dpi: tuple[float, float] | None
+    index: int = 0
+    count: int = 1
+
+
+def _dpi_of(img: Image.Image) -> tuple[float, float] | None:
+    dpi = img.info.get("dpi")
+    if not dpi:
+        return None
+    try:
+        x, y = float(dpi[0]), float(dpi[1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if not (x > 0 and y > 0 and np.isfinite(x) and np.isfinite(y)):
+        return None
+    return (x, y)
+
+
+def to_gray(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Convert a PIL image or a numpy array to float32 grey in [0, 1] (0 = black).
+
+    Arrays: 2-D uint8 (0..255), uint16 (0..65535), bool (True = white) or float (taken as 0..1);
+    3-D H×W×C with C in 1..4 (alpha composited over white, colour averaged).
+
+    Raises:
+        InputError: the shape, dtype or mode cannot be a page.
+    """
+    if isinstance(image, Image.Image):
+        return _pil_to_gray(image)
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] in (2, 4):
+        color, alpha = a[..., :-1], _scale(a[..., -1])
+        g = _scale(color).mean(axis=2) if color.shape[2] > 1 else _scale(color[..., 0])
+        return (g * alpha + (1.0 - alpha)).astype(np.float32)
+    if a.ndim == 3 and a.shape[2] in (1, 3):
+        return _scale(a).mean(axis=2).astype(np.float32)
+    if a.ndim != 2:
+        raise InputError(f"array of shape {a.shape} is not a page (expected H×W or H×W×C)")
+    return _scale(a)
+
+
+def _scale(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.bool_:
+        return a.astype(np.float32)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0
+    if np.issubdtype(a.dtype, np.integer):
+        info = np.iinfo(a.dtype)
+        lo = min(int(info.min), 0)
+        return ((a.astype(np.float64) - lo) / (info.max - lo)).astype(np.float32)
+    if np.issubdtype(a.dtype, np.floating):
+        out = np.nan_to_num(a.astype(np.float32), nan=1.0, posinf=1.0, neginf=0.0)
+        return np.clip(out, 0.0, 1.0)
+    raise InputError(f"array of dtype {a.dtype} is not a page")
+
+
+def _pil_to_gray(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode == "1":
+        return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    if mode == "L":
+        return np.asarray(img, dtype=np.float32) / 255.0
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(img, dtype=np.uint16).astype(np.float32) / 65535.0
+    if mode == "I":
+        a = np.asarray(img, dtype=np.int64)
+        top = 65535.0 if a.size and a.max() > 255 else 255.0
+        return np.clip(a.astype(np.float32) / top, 0.0, 1.0)
+    if mode == "F":
+        a = np.asarray(img, dtype=np.float32)
+        top = 255.0 if a.size and np.nanmax(a) > 1.0 else 1.0
+        return _scale(a / top)
+    if mode == "P":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("LA", "La", "PA", "RGBa"):
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode == "RGBA":
+        return to_gray(np.asarray(img))
+    if mode != "RGB":
+        img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    return to_gray(np.asarray(img))
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+    if size == 0:
+        raise InputError(f"{path}: empty file")
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError as e:
+        raise InputError(f"{path}: not an image or unsupported format") from e
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{path}: page too large (limit {MAX_PIXELS:,} pixels)") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e})") from e
+
+
+def _load_frame(img: Image.Image, name: str, index: int) -> tuple[np.ndarray, tuple[float, float] | None]:
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise InputError(f"{name}: page {index + 1} too large ({w}×{h}, limit {MAX_PIXELS:,} pixels)")
+    if w == 0 or h == 0:
+        raise InputError(f"{name}: page {index + 1} has no pixels")
+    dpi = _dpi_of(img)
+    try:
+        img.load()
+        frame = ImageOps.exif_transpose(img) if index == 0 or img.getexif() else img
+        gray = to_gray(frame)
+    except InputError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{name}: page too large (limit {MAX_PIXELS:,} pixels)") from e
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise InputError(f"{name}: corrupt or truncated image ({e})") from e
+    return gray, dpi
+
+
+def iter_pages(path: str | os.PathLike[str]) -> Iterator[Page]:
+    """Yield every page of an image file (one for most formats, several for multi-page TIFF).
+
+    Raises:
+        InputError: the file is missing, empty, not an image, corrupt, truncated or too large;
+            the message starts with the file name.
+    """
+    p = Path(path)
+    img = _open(p)
+    with img:
+        count = getattr(img, "n_frames", 1) or 1
+        if count == 1:
+            gray, dpi = _load_frame(img, str(p), 0)
+            yield Page(gray, dpi, 0, 1)
+            return
+        for i, frame in enumerate(ImageSequence.Iterator(img)):
+            gray, dpi = _load_frame(frame, str(p), i)
+            yield Page(gray, dpi, i, count)
+
+
+def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
+    """The first page of an image file as float32 grey in [0, 1].
+
+    Raises:
+        InputError: see :func:`iter_pages`.
+    """
+    return next(iter_pages(path)).gray
+
+
+def decode_gray(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode image bytes (e.g. a shard's ``gray.png``) to float32 grey in [0, 1].
+
+    Raises:
+        InputError: empty, corrupt or not an image; the message names ``name``.
+    """
+    if not data:
+        raise InputError(f"{name}: empty image data")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return _load_frame(img, name, 0)[0]
+    except UnidentifiedImageError as e:
+        raise InputError(f"{name}: not an image or unsupported format") from e
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{name}: page too large (limit {MAX_PIXELS:,} pixels)") from e
+
+
+def read_ground_truth(path: str | os.PathLike[str], text_white: bool = False) -> np.ndarray:
+    """Read a ground-truth page as a boolean ink mask (True = text).
+
+    DIBCO convention: text is black (below mid-grey). ``text_white`` flips it.
+
+    Raises:
+        InputError: see :func:`iter_pages`.
+    """
+    gray = read_gray(path)
+    return gray >= 0.5 if text_white else gray < 0.5
+
+
+def ink_to_image(ink: np.ndarray) -> Image.Image:
+    """A 1-bit PIL image with ink black and paper white."""
+    return Image.fromarray(~np.asarray(ink, dtype=bool))
+
+
+def prob_to_image(prob: np.ndarray) -> Image.Image:
+    """An 8-bit image of ink probability: value = floor(255 × p)."""
+    p = np.clip(np.nan_to_num(np.asarray(prob, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    return Image.fromarray(np.floor(p * 255.0).astype(np.uint8), mode="L")
+
+
+def encode_png(array: np.ndarray | Image.Image) -> bytes:
+    """PNG bytes of a bool (1-bit), uint8 (grey or RGB) array or a PIL image."""
+    img = array if isinstance(array, Image.Image) else Image.fromarray(np.asarray(array))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_image(img: Image.Image, path: str | os.PathLike[str], dpi: tuple[float, float] | None = None,
+               fmt: str | None = None) -> None:
+    """Save a PIL image atomically; ``fmt`` ``tif`` writes CCITT Group 4 for 1-bit images."""
+    target = Path(path)
+    fmt = (fmt or target.suffix.lstrip(".")).lower()
+    kwargs: dict[str, object] = {}
+    if dpi:
+        kwargs["dpi"] = (float(dpi[0]), float(dpi[1]))
+    if fmt in ("tif", "tiff"):
+        kwargs["format"] = "TIFF"
+        if img.mode == "1":
+            kwargs["compression"] = "group4"
+    elif fmt == "png":
+        kwargs["format"] = "PNG"
+        kwargs["optimize"] = False
+    else:
+        kwargs["format"] = fmt.upper()
+    with atomic_path(target) as tmp:
+        img.save(tmp, **kwargs)
+
+
+def write_binary(path: str | os.PathLike[str], ink: np.ndarray, dpi: tuple[float, float] | None = None,
+                 fmt: str | None = None) -> None:
+    """Write a 1-bit page (ink black) atomically as PNG or CCITT G4 TIFF, keeping ``dpi``."""
+    save_image(ink_to_image(ink), path, dpi, fmt)
+
+
+def write_prob(path: str | os.PathLike[str], prob: np.ndarray, dpi: tuple[float, float] | None = None) -> None:
+    """Write the 8-bit ink-probability map atomically as PNG."""
+    save_image(prob_to_image(prob), path, dpi, "png")

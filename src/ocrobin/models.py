@@ -1,0 +1,186 @@
+"""Network architectures, in a registry by name so model files can name what to build.
+
+Every model maps a batch of grey pages ``B×1×H×W`` (float, 0 = black, 1 = white) to ink logits of the
+same size; :func:`ink_probability` turns them into probabilities. No file I/O here.
+
+* ``lstm2-seed``: the original ocrobin network (1,001 parameters) exactly: 3×3 convolution,
+  BatchNorm, ReLU, a 2-D LSTM that runs along rows then columns, 1×1 convolution. Its BatchNorm uses each
+  image's own statistics (the original never switched to eval mode); :class:`Lstm2Seed` can also take
+  statistics measured on a whole page so that tiles of one page share them.
+* ``msfcn``: a multi-scale fully-convolutional network designed for the CPU: almost all work at 1/2 to
+  1/32 resolution, a thin per-pixel head at full resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class decorator adding an architecture to the registry under ``name``."""
+
+    def deco(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def architectures() -> list[str]:
+    """Names of the registered architectures."""
+    return sorted(_REGISTRY)
+
+
+def build(arch: str, **hparams: Any) -> nn.Module:
+    """Build an architecture by name.
+
+    Raises:
+        KeyError: unknown name (message lists the known ones).
+    """
+    if arch not in _REGISTRY:
+        raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(architectures())}")
+    model = _REGISTRY[arch](**hparams)
+    model.arch = arch  # type: ignore[attr-defined]
+    model.hparams = dict(hparams)  # type: ignore[attr-defined]
+    return model
+
+
+def ink_probability(logits: torch.Tensor) -> torch.Tensor:
+    """Ink probability from a model's logits."""
+    return torch.sigmoid(logits)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+class RowwiseLSTM(nn.Module):
+    """A bidirectional LSTM that runs along image rows: B×D×H×W → B×2N×H×W."""
+
+    def __init__(self, ninput: int, noutput: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(ninput, noutput, num_layers=1, bidirectional=True)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        b, d, h, w = img.shape
+        seq = img.permute(3, 0, 2, 1).reshape(w, b * h, d)
+        out, _ = self.lstm(seq)
+        return out.reshape(w, b, h, -1).permute(1, 3, 2, 0)
+
+
+class LSTM2(nn.Module):
+    """Horizontal LSTM, then a vertical one on the transposed result (the original's 2-D LSTM)."""
+
+    def __init__(self, ninput: int, nhidden: int) -> None:
+        super().__init__()
+        self.hlstm = RowwiseLSTM(ninput, nhidden)
+        self.vlstm = RowwiseLSTM(2 * nhidden, nhidden)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        h = self.hlstm(img)
+        v = self.vlstm(h.transpose(2, 3))
+        return v.transpose(2, 3)
+
+
+@register("lstm2-seed")
+class Lstm2Seed(nn.Module):
+    """The original ocrobin network (``Sequential(conv, bn, relu, LSTM2, conv, sigmoid)``).
+
+    Args:
+        nfeat: channels of the first convolution (8 in the original).
+        nhidden: LSTM units per direction (4 in the original).
+        per_image_bn: normalise with each image's statistics, as the original did at inference.
+    """
+
+    def __init__(self, nfeat: int = 8, nhidden: int = 4, per_image_bn: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, nfeat, 3, padding=1)
+        self.bn = nn.BatchNorm2d(nfeat)
+        self.lstm = LSTM2(nfeat, nhidden)
+        self.out = nn.Conv2d(2 * nhidden, 1, 1)
+        self.per_image_bn = per_image_bn
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The first convolution's output, whose statistics the BatchNorm uses."""
+        return self.conv(x)
+
+    def forward(self, x: torch.Tensor, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        f = self.features(x)
+        if bn_stats is not None:
+            mean, var = bn_stats
+            f = F.batch_norm(f, mean, var, self.bn.weight, self.bn.bias, False, 0.0, self.bn.eps)
+        elif self.per_image_bn and not self.training:
+            f = torch.cat([
+                F.batch_norm(fi[None], None, None, self.bn.weight, self.bn.bias, True, 0.0, self.bn.eps)
+                for fi in f
+            ])
+        else:
+            f = self.bn(f)
+        return self.out(self.lstm(F.relu(f)))
+
+
+def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+@register("msfcn")
+class MultiScaleFCN(nn.Module):
+    """Encoder–decoder over 1/4 … 1/32 resolution with a per-pixel full-resolution head.
+
+    The page is folded 4×4 into channels (pixel-unshuffle), so every convolution runs at 1/4 resolution
+    or below; wide context (1/32 and a dilated block there) lets it estimate paper, stains and ink
+    contrast. The head decides each full-resolution pixel from its grey value and ``head`` features
+    upsampled bilinearly from 1/4 resolution — a learned, locally varying threshold function. Full
+    resolution sees only a few element-wise operations, which is what keeps it fast on a CPU.
+
+    Args:
+        widths: channels at 1/4, 1/8, 1/16 and 1/32 resolution.
+        head: features per pixel in the full-resolution head.
+    """
+
+    multiple = 32
+
+    def __init__(self, widths: tuple[int, ...] | list[int] = (24, 40, 64, 96), head: int = 8) -> None:
+        super().__init__()
+        w = list(widths)
+        self.stem = nn.Sequential(_conv(16, w[0]), _conv(w[0], w[0]))
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv(w[i - 1], w[i], stride=2), _conv(w[i], w[i])) for i in range(1, len(w))
+        )
+        self.context = _conv(w[-1], w[-1], dilation=2)
+        self.up = nn.ModuleList(_conv(w[i] + w[i - 1], w[i - 1]) for i in range(len(w) - 1, 0, -1))
+        self.to_head = nn.Conv2d(w[0], head, 1)
+        self.head_x = nn.Parameter(torch.full((head,), -4.0) + torch.randn(head))
+        self.head_out = nn.Parameter(torch.randn(head) * 0.5)
+        self.head_bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = x.shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        xin = x * 2.0 - 1.0
+        if ph or pw:
+            xin = F.pad(xin, (0, pw, 0, ph), mode="replicate")
+        skips = [self.stem(F.pixel_unshuffle(xin, 4))]
+        for block in self.down:
+            skips.append(block(skips[-1]))
+        y = self.context(skips[-1])
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=True):
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = block(torch.cat([y, skip], 1))
+        y = F.interpolate(self.to_head(y), size=xin.shape[-2:], mode="bilinear", align_corners=False)
+        y = torch.relu_(torch.addcmul(y, xin, self.head_x.view(1, -1, 1, 1)))
+        out = torch.einsum("bchw,c->bhw", y, self.head_out).unsqueeze(1) + self.head_bias
+        return out[:, :, :h, :w]
