@@ -118,10 +118,10 @@ class Lstm2Seed(nn.Module):
             mean, var = bn_stats
             f = F.batch_norm(f, mean, var, self.bn.weight, self.bn.bias, False, 0.0, self.bn.eps)
         elif self.per_image_bn and not self.training:
-            f = torch.cat([
-                F.batch_norm(fi[None], None, None, self.bn.weight, self.bn.bias, True, 0.0, self.bn.eps)
-                for fi in f
-            ])
+            mean = f.mean(dim=(2, 3), keepdim=True)
+            var = ((f - mean) ** 2).mean(dim=(2, 3), keepdim=True)
+            scale = self.bn.weight.view(1, -1, 1, 1) * torch.rsqrt(var + self.bn.eps)
+            f = (f - mean) * scale + self.bn.bias.view(1, -1, 1, 1)
         else:
             f = self.bn(f)
         return self.out(self.lstm(F.relu(f)))

@@ -156,6 +156,11 @@ class ShardSink:
         self._stream = None
         self.index += 1
 
+    def open(self) -> None:
+        """Start the next shard now, so that closing writes it even when it stays empty."""
+        if self._writer is None:
+            self._open()
+
     def write(self, sample: dict[str, Any]) -> None:
         """Add one sample (``__key__`` plus bytes per extension)."""
         if "__key__" not in sample:
