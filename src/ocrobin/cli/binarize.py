@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite, handler=handler, progress=progress,
         ))
     print(summary.line(), file=sys.stderr)
+    if summary.done:
+        print(f"outputs in {args.output}", file=sys.stderr)
     return 1 if summary.failed else 0
 
 

@@ -1,0 +1,45 @@
+"""Shared fixtures: the read-only ../shared folder (tests using it skip without it) and small pages."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("OCROBIN_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The shared folder with the seed model, conformance files and benchmark data."""
+    if not (SHARED / "seed").is_dir():
+        pytest.skip(f"shared data not found at {SHARED}")
+    return SHARED
+
+
+def text_page(h: int = 96, w: int = 160, seed: int = 0) -> np.ndarray:
+    """A small synthetic grey page (uint8): dark strokes on uneven light paper."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", (w, h), 230)
+    d = ImageDraw.Draw(img)
+    for y in range(12, h - 12, 18):
+        x = 8
+        while x < w - 20:
+            wl = int(rng.integers(6, 20))
+            d.rectangle([x, y, x + wl, y + 7], outline=40, width=2)
+            x += wl + 6
+    a = np.asarray(img, dtype=np.float32)
+    a += np.linspace(-15, 15, w)[None, :] + rng.normal(0, 4, a.shape)
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def page() -> np.ndarray:
+    return text_page()

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ocrobin import models
+from ocrobin.infer import Binarizer, threshold, tiles
+from ocrobin.modelfile import ModelInfo, make_meta
+
+
+@pytest.fixture(scope="module")
+def seed():
+    return Binarizer("lstm2-seed")
+
+
+def test_default_model_loads():
+    b = Binarizer()
+    assert b.info.meta["arch"] in models.architectures()
+
+
+def test_inputs_of_every_kind_agree(seed, page):
+    f = seed.binarize(page.astype(np.float32) / 255)
+    assert f.dtype == np.float32 and f.shape == page.shape
+    assert 0.0 <= f.min() and f.max() <= 1.0
+    np.testing.assert_allclose(seed.binarize(page), f, atol=1e-6)
+    np.testing.assert_allclose(seed.binarize(Image.fromarray(page)), f, atol=1e-6)
+    np.testing.assert_allclose(seed.binarize(np.dstack([page] * 3)), f, atol=1e-6)
+
+
+def test_finds_the_ink(seed, page):
+    ink = threshold(seed.binarize(page))
+    dark = page < 128
+    assert (ink & dark).sum() > 0.5 * dark.sum()
+    assert (ink & ~dark).sum() < 0.05 * (~dark).sum()
+
+
+def test_batch_equals_single(seed, page):
+    other = page[::-1].copy()
+    out = seed.binarize_batch([page, other])
+    np.testing.assert_allclose(out[1], seed.binarize(other), atol=1e-6)
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_constant_pages_are_white(seed, value):
+    p = seed.binarize(np.full((30, 40), value, np.uint8))
+    assert np.isfinite(p).all() and not threshold(p).any()
+
+
+def test_tiles_cover_each_pixel_once():
+    for size, tile, ov in [(100, 40, 5), (7, 40, 5), (256, 64, 16)]:
+        hits = np.zeros(size, int)
+        for r0, r1, k0, k1 in tiles(size, tile, ov):
+            assert r0 <= k0 < k1 <= r1 and r1 - r0 <= tile
+            hits[k0:k1] += 1
+        assert (hits == 1).all()
+
+
+def test_tiled_lstm2_close_to_untiled(seed, shared):
+    from ocrobin.imageio import read_gray
+
+    g = read_gray(shared / "seed" / "sample.png")[:800, :600]
+    full = seed.binarize(g)
+    tiled = Binarizer("lstm2-seed", tile=320, overlap=48).binarize(g)
+    assert ((full > 0.5) == (tiled > 0.5)).mean() >= 0.995
+
+
+def test_tiled_fcn_equals_untiled_with_enough_context():
+    torch.manual_seed(0)
+    m = models.build("msfcn", widths=[8, 8, 8, 8], head=4).eval()
+    info = ModelInfo(m, make_meta(m))
+    rng = np.random.default_rng(0)
+    g = rng.random((300, 260)).astype(np.float32)
+    full = Binarizer(info, tile=0).binarize(g)
+    tiled = Binarizer(info, tile=200, overlap=64).binarize(g)
+    assert np.abs(full - tiled).max() < 0.05
+    assert ((full > 0.5) == (tiled > 0.5)).mean() > 0.99

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from ocrobin import models
+from ocrobin.exceptions import ModelError
+from ocrobin.modelfile import load_model, make_meta, packaged_models, packaged_path, read_meta, save_model
+
+
+def test_round_trip_keeps_weights_and_metadata(tmp_path):
+    torch.manual_seed(1)
+    m = models.build("msfcn", widths=[8, 8, 8, 8], head=4)
+    meta = make_meta(m, data=["x"], command="cmd", samples=5)
+    p = tmp_path / "m.safetensors"
+    digest = save_model(p, m, meta)
+    info = load_model(p)
+    assert info.meta["arch"] == "msfcn" and info.meta["hparams"] == {"widths": [8, 8, 8, 8], "head": 4}
+    assert info.meta["sha256"] == digest
+    assert info.meta["provenance"]["samples"] == 5
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, info.model.state_dict()[k])
+
+
+def test_metadata_is_json_in_the_safetensors_header(tmp_path):
+    m = models.build("lstm2-seed")
+    p = tmp_path / "m.safetensors"
+    save_model(p, m, make_meta(m))
+    with safe_open(str(p), framework="pt") as f:
+        meta = json.loads(f.metadata()["ocrobin"])
+    assert meta["batchnorm"] == "per-image"
+    assert read_meta(p)["arch"] == "lstm2-seed"
+
+
+def test_tampered_weights_are_detected(tmp_path):
+    m = models.build("lstm2-seed")
+    p = tmp_path / "m.safetensors"
+    save_model(p, m, make_meta(m))
+    data = bytearray(p.read_bytes())
+    data[-3] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="SHA-256"):
+        load_model(p)
+
+
+def test_not_a_model_file(tmp_path):
+    p = tmp_path / "x.safetensors"
+    p.write_bytes(b"\x00" * 40)
+    with pytest.raises(ModelError, match="x.safetensors"):
+        load_model(p)
+
+
+def test_packaged_models():
+    assert "lstm2-seed" in packaged_models()
+    assert packaged_path("default").is_file()
+    with pytest.raises(ModelError, match="no packaged model"):
+        packaged_path("nope")
