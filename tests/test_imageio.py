@@ -141,6 +141,6 @@ def test_write_prob_is_floor_255p(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path):
-    with pytest.raises(Exception):
+    with pytest.raises(KeyError):
         write_binary(tmp_path / "x.png", np.zeros((2, 2), bool), fmt="nosuchformat")
     assert list(tmp_path.iterdir()) == []

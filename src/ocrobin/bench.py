@@ -545,6 +545,7 @@ def plot_fm_vs_speed(results: dict[str, Any], path: str | os.PathLike[str]) -> N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
     markers = "osD^v<>ph*"
@@ -561,6 +562,7 @@ def plot_fm_vs_speed(results: dict[str, Any], path: str | os.PathLike[str]) -> N
         for x, y, n in zip(xs, ys, names, strict=True):
             ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=8)
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("seconds per megapixel (log scale)")
     ax.set_ylabel("mean F-measure (%)")
     ax.set_title("F-measure against speed")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from . import models, shards
+from . import metrics, models, shards
 from .exceptions import DataError, UsageError
 from .imageio import IMAGE_SUFFIXES, decode_gray, read_gray
 from .modelfile import ModelInfo, make_meta, save_model
@@ -301,13 +301,6 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce + 0.5 * (1.0 - soft_f)
 
 
-def fmeasure_percent(pred: np.ndarray, ink: np.ndarray) -> float:
-    """F-measure in percent of a boolean prediction against boolean ground truth (both True = ink)."""
-    tp = float(np.count_nonzero(pred & ink))
-    denom = float(np.count_nonzero(pred)) + float(np.count_nonzero(ink))
-    return 100.0 if denom == 0 else 200.0 * tp / denom
-
-
 @torch.inference_mode()
 def validate(model: nn.Module, pairs: list[Pair]) -> float:
     """Mean F-measure (%) of ``model`` on whole validation pages, thresholded at 0.5."""
@@ -317,7 +310,7 @@ def validate(model: nn.Module, pairs: list[Pair]) -> float:
     for pr in pairs:
         x = torch.from_numpy(pr.gray.astype(np.float32) / 255.0)[None, None]
         p = torch.sigmoid(model(x))[0, 0].numpy()
-        fms.append(fmeasure_percent(p > 0.5, pr.ink))
+        fms.append(metrics.fmeasure(pr.ink, p > 0.5))
     model.train(was)
     return float(np.mean(fms)) if fms else float("nan")
 

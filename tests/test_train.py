@@ -1,0 +1,155 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+from PIL import Image
+
+from ocrobin.cli import main
+from ocrobin.exceptions import DataError, UsageError
+from ocrobin.imageio import encode_png
+from ocrobin.infer import load
+from ocrobin.train import Augment, Source, TrainConfig, Trainer, loss_fn, lr_at, parse_schedule
+
+from .conftest import text_page
+
+TINY = {"widths": [8, 8, 8, 8], "head": 4}
+
+
+def make_set(root, n=3):
+    for sub in ("img", "gt"):
+        (root / "S" / sub).mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        g = text_page(128, 128, seed=i)
+        Image.fromarray(g).save(root / "S" / "img" / f"p{i}.png")
+        Image.fromarray(np.where(g < 120, 0, 255).astype(np.uint8)).save(root / "S" / "gt" / f"p{i}.png")
+    return root
+
+
+def cfg(tmp_path, data, **kw):
+    base = dict(data=data if isinstance(data, list) else [str(data)], output=str(tmp_path / "ck" / "m"), schedule="0,3e-3", batch=4, patch=64,
+                arch="msfcn", hparams=TINY, pool=2, save_every=1000, val_every=1000, progress=False, seed=3,
+                augment=Augment(jpeg=0.0))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_schedule_parsing():
+    s = parse_schedule("0,1e-3:1000,1e-4")
+    assert s == [(0, 1e-3), (1000, 1e-4)]
+    assert lr_at(s, 999) == 1e-3 and lr_at(s, 1000) == 1e-4
+    assert parse_schedule("0.01") == [(0, 0.01)]
+    assert parse_schedule("500,1e-2") == [(0, 1e-2), (500, 1e-2)]
+    for bad in ("abc", "0,1e-3:0,1e-4", "0,-1", "0,1e-3:x,1"):
+        with pytest.raises(UsageError):
+            parse_schedule(bad)
+
+
+def test_tiny_training_lowers_the_loss(tmp_path):
+    torch.manual_seed(0)
+    t = Trainer(cfg(tmp_path, make_set(tmp_path / "d"), schedule="0,1e-2"))
+    x, y = t.batch()
+    with torch.no_grad():  # batch statistics, as in training
+        before = float(loss_fn(t.model(x), y))
+    for _ in range(60):
+        t.train_step()
+    with torch.no_grad():
+        after = float(loss_fn(t.model(x), y))
+    assert after < 0.8 * before
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = make_set(tmp_path / "d")
+    torch.manual_seed(0)
+    first = Trainer(cfg(tmp_path / "a", data, ntrain=16))
+    path = first.run()
+    assert path.endswith("m-000000016-nan.safetensors")
+    for _ in range(2):
+        first.train_step()
+    resumed = Trainer(cfg(tmp_path / "b", data, resume=path))
+    assert resumed.samples == 16 and resumed.step == 4
+    for _ in range(2):
+        resumed.train_step()
+    assert resumed.samples == first.samples == 24
+    for k, v in first.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=1e-6)
+
+
+def test_checkpoint_round_trip_and_logs(tmp_path):
+    data = make_set(tmp_path / "d")
+    c = cfg(tmp_path, data, ntrain=16, val=str(data), val_every=8, save_every=8)
+    path = Trainer(c).run()
+    info = load(path)
+    assert info.meta["provenance"]["samples"] == 16
+    assert info.meta["train"]["step"] == 4
+    assert any(k.startswith("optim.") for k in info.extra) and "torch_rng" in info.extra
+    fm = info.meta["provenance"]["val_fm"]
+    assert 0 <= fm <= 100 and path.endswith(f"-{fm:.2f}.safetensors")
+    names = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    assert "m.log.csv" in names and "m.plot.png" in names
+    assert sum(n.startswith("m-000000008-") for n in names) == 1
+    rows = (tmp_path / "ck" / "m.log.csv").read_text().splitlines()
+    assert rows[0].startswith("samples,step,loss")
+
+
+def test_shards_and_folders_mix(tmp_path):
+    data = make_set(tmp_path / "d")
+    shard = tmp_path / "s-000000.tar"
+    with wds.TarWriter(str(shard)) as w:
+        g = text_page(100, 100, seed=9)
+        w.write({"__key__": "a", "gray.png": encode_png(g), "bin.png": encode_png(np.where(g < 120, 0, 255)
+                                                                             .astype(np.uint8))})
+    t = Trainer(cfg(tmp_path, [str(data), f"{shard}=3"], ntrain=8))
+    assert t.weights.tolist() == [0.25, 0.75]
+    t.run()
+    assert t.sources[1].consumed >= 2
+
+
+def test_bad_data_gives_clear_errors(tmp_path):
+    with pytest.raises(DataError, match="nowhere"):
+        Source(str(tmp_path / "nowhere.tar"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no DIBCO-style set"):
+        Source(str(tmp_path / "empty"))
+    shard = tmp_path / "nogt.tar"
+    with wds.TarWriter(str(shard)) as w:
+        w.write({"__key__": "a", "gray.png": encode_png(text_page())})
+    with pytest.raises(DataError, match="bin.png"):
+        next(Source(str(shard)).pages())
+    with pytest.raises(UsageError, match="weight"):
+        Source(f"{shard}=zero")
+    d = make_set(tmp_path / "mm", n=1)
+    Image.new("L", (10, 10)).save(d / "S" / "gt" / "p0.png")
+    with pytest.raises(DataError, match="differ in size"):
+        next(Source(str(d)).pages())
+
+
+def test_cli_train_and_fine_tune_from_a_model(tmp_path, capsys):
+    data = make_set(tmp_path / "d")
+    out = tmp_path / "c" / "m"
+    rc = main(["train", "-d", str(data), "-o", str(out), "--ntrain", "8", "-b", "4", "--patch", "64",
+               "--hparams", '{"widths": [8, 8, 8, 8], "head": 4}', "--no-progress"])
+    assert rc == 0
+    ck = capsys.readouterr().out.split("last checkpoint: ")[1].strip()
+    rc = main(["train", "-d", str(data), "-o", str(out), "-m", ck, "--ntrain", "8", "-b", "4", "--patch", "64",
+               "--no-progress"])
+    assert rc == 0
+    assert load(capsys.readouterr().out.split("last checkpoint: ")[1].strip()).meta["provenance"]["samples"] == 16
+    assert main(["train", "-d", str(data), "-o", str(out), "--hparams", "{bad"]) == 2
+
+
+def test_torchrun_two_processes(tmp_path):
+    data = make_set(tmp_path / "d")
+    out = tmp_path / "ddp" / "m"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "ocrobin", "train", "-d", str(data), "-o", str(out), "--ntrain", "16", "-b", "2",
+           "--patch", "64", "--hparams", '{"widths": [8, 8, 8, 8], "head": 4}', "--no-progress", "--threads", "1"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ck = list((tmp_path / "ddp").glob("m-000000016-*.safetensors"))
+    assert len(ck) == 1
+    assert load(ck[0]).meta["train"]["step"] == 4
