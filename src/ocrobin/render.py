@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, features
 
-#: Folders searched for TrueType / OpenType fonts (``OCROBIN_FONT_DIRS``, ``os.pathsep``-separated, replaces them).
+#: Folders searched for TrueType / OpenType fonts (``OCROBIN_FONT_DIRS``, ``os.pathsep``-separated,
+#: replaces them).
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.local/share/fonts", "~/.fonts")
 
 #: x-height range of rendered text in pixels.
@@ -36,13 +37,37 @@ XHEIGHT_RANGE = (6.0, 40.0)
 LAYOUTS = {"print": 0.38, "hand": 0.34, "mixed": 0.18, "table": 0.10}
 
 # Font names that are not text faces (symbols, initials, keyboard glyphs, maths).
-_SKIP_FONT_WORDS = ("symbol", "dingbat", "d050000l", "math", "initials", "emoji", "icons", "linbiolinum_k",
-                    "linlibertine_i.")
+_SKIP_FONT_WORDS = (
+    "symbol",
+    "dingbat",
+    "d050000l",
+    "math",
+    "initials",
+    "emoji",
+    "icons",
+    "linbiolinum_k",
+    "linlibertine_i.",
+)
 # Handwriting / script faces, used more often on handwritten pages.
 _HAND_FONT_WORDS = ("dancingscript", "kristi", "breip", "dkg", "script", "hand", "humor", "kaush", "klee")
 # Blackletter and incunabula faces.
-_OLD_FONT_WORDS = ("blankenburg", "fraktur", "gotico", "hamlet", "jessen", "zainer", "rusch", "fust", "textur",
-                   "parix", "ptolemy", "spira", "sweynheim", "soufflet", "proto")
+_OLD_FONT_WORDS = (
+    "blankenburg",
+    "fraktur",
+    "gotico",
+    "hamlet",
+    "jessen",
+    "zainer",
+    "rusch",
+    "fust",
+    "textur",
+    "parix",
+    "ptolemy",
+    "spira",
+    "sweynheim",
+    "soufflet",
+    "proto",
+)
 
 # Characters that show whether a font covers a script (compared against the font's missing-glyph box).
 _SCRIPT_PROBES = {
@@ -59,9 +84,32 @@ _RTL = ("hebrew", "arabic")
 
 # Relative letter frequencies of English text (well-known published figures, rounded).
 _LATIN_FREQ = {
-    "e": 12.7, "t": 9.1, "a": 8.2, "o": 7.5, "i": 7.0, "n": 6.7, "s": 6.3, "h": 6.1, "r": 6.0, "d": 4.3,
-    "l": 4.0, "c": 2.8, "u": 2.8, "m": 2.4, "w": 2.4, "f": 2.2, "g": 2.0, "y": 2.0, "p": 1.9, "b": 1.5,
-    "v": 1.0, "k": 0.8, "j": 0.15, "x": 0.15, "q": 0.1, "z": 0.07,
+    "e": 12.7,
+    "t": 9.1,
+    "a": 8.2,
+    "o": 7.5,
+    "i": 7.0,
+    "n": 6.7,
+    "s": 6.3,
+    "h": 6.1,
+    "r": 6.0,
+    "d": 4.3,
+    "l": 4.0,
+    "c": 2.8,
+    "u": 2.8,
+    "m": 2.4,
+    "w": 2.4,
+    "f": 2.2,
+    "g": 2.0,
+    "y": 2.0,
+    "p": 1.9,
+    "b": 1.5,
+    "v": 1.0,
+    "k": 0.8,
+    "j": 0.15,
+    "x": 0.15,
+    "q": 0.1,
+    "z": 0.07,
 }
 _LATIN_VOWELS = "aeiouy"
 _LATIN_EXTRA = "éèêàâçëïôûüöäßñåøæœ"
@@ -138,13 +186,26 @@ def random_word(rng: np.random.Generator, script: str = "latin") -> str:
         word = word[:-1] + "ς"
     if script == "latin_ext" and rng.random() < 0.5:
         i = int(rng.integers(len(word)))
-        word = word[:i] + _pick(rng, _LATIN_EXTRA) + word[i + 1:]
+        word = word[:i] + _pick(rng, _LATIN_EXTRA) + word[i + 1 :]
     return word
 
 
 def _roman(n: int) -> str:
-    vals = ((1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"), (90, "XC"), (50, "L"), (40, "XL"),
-            (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I"))
+    vals = (
+        (1000, "M"),
+        (900, "CM"),
+        (500, "D"),
+        (400, "CD"),
+        (100, "C"),
+        (90, "XC"),
+        (50, "L"),
+        (40, "XL"),
+        (10, "X"),
+        (9, "IX"),
+        (5, "V"),
+        (4, "IV"),
+        (1, "I"),
+    )
     out = []
     for v, s in vals:
         while n >= v:
@@ -238,37 +299,43 @@ def gaussian_blur(a: np.ndarray, sigma: float) -> np.ndarray:
     return np.asarray(out, dtype=np.float32) * np.float32(1.0 / 255.0)
 
 
-def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float, octaves: int = 1,
-                 persistence: float = 0.5) -> np.ndarray:
+def smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, int], scale: float, octaves: int = 1, persistence: float = 0.5
+) -> np.ndarray:
     """Zero-mean, unit-variance random field with features of about ``scale`` pixels (plus finer octaves).
 
-    Draws a coarse Gaussian grid per octave and enlarges it with bicubic interpolation: cheap, smooth,
-    and deterministic given ``rng``.
+    Built coarse to fine: a Gaussian grid at ``scale``, enlarged ×2 with bicubic interpolation and added to
+    a finer grid, once per octave, and only the finest grid is enlarged to full size. Cheap, smooth and
+    deterministic given ``rng``.
     """
     h, w = shape
-    total = np.zeros((h, w), np.float32)
-    amp = 1.0
+    acc: np.ndarray | None = None
+    s = float(scale)
     for o in range(max(1, octaves)):
-        s = max(1.0, scale / 2 ** o)
+        s = max(1.0, scale / 2**o)
+        gh, gw = int(h / s) + 4, int(w / s) + 4
+        layer = rng.standard_normal((gh, gw), dtype=np.float32) * np.float32(persistence**o)
+        if acc is not None:
+            acc = np.asarray(Image.fromarray(acc).resize((gw, gh), Image.Resampling.BICUBIC), np.float32)
+            layer += acc
+        acc = layer
         if s <= 1.0:
-            layer = rng.standard_normal((h, w), dtype=np.float32)
-        else:
-            gh, gw = int(h / s) + 4, int(w / s) + 4
-            grid = rng.standard_normal((gh, gw), dtype=np.float32)
-            big = Image.fromarray(grid).resize((max(1, int(round(gw * s))), max(1, int(round(gh * s)))),
-                                               Image.Resampling.BICUBIC)
-            oy = int(rng.integers(0, max(1, big.height - h)))
-            ox = int(rng.integers(0, max(1, big.width - w)))
-            layer = np.asarray(big, dtype=np.float32)[oy:oy + h, ox:ox + w]
-            if layer.shape != (h, w):
-                layer = np.pad(layer, ((0, h - layer.shape[0]), (0, w - layer.shape[1])), mode="edge")
-        total += np.float32(amp) * layer
-        amp *= persistence
-    sd = float(total.std())
+            break
+    assert acc is not None
+    if s > 1.0:
+        # enlarge only a window of h/s × w/s grid cells at a random offset inside the padded grid
+        bh, bw = h / s, w / s
+        oy = float(rng.uniform(0.0, max(0.0, acc.shape[0] - bh)))
+        ox = float(rng.uniform(0.0, max(0.0, acc.shape[1] - bw)))
+        big = Image.fromarray(acc).resize((w, h), Image.Resampling.BICUBIC, box=(ox, oy, ox + bw, oy + bh))
+        acc = np.asarray(big, dtype=np.float32)
+    else:
+        acc = acc[:h, :w]
+    sd = float(acc.std())
+    out = acc - np.float32(acc.mean())
     if sd > 1e-6:
-        total -= np.float32(total.mean())
-        total *= np.float32(1.0 / sd)
-    return total
+        out *= np.float32(1.0 / sd)
+    return out
 
 
 # --- fonts --------------------------------------------------------------------------------------------------
@@ -312,8 +379,9 @@ def _font_meta(path: str) -> tuple[float, frozenset[str]] | None:
 def _measure(font: Any) -> tuple[float, frozenset[str]] | None:
     try:
         missing = _missing_glyph(font)
-        scripts = frozenset(s for s, chars in _SCRIPT_PROBES.items()
-                            if all(bytes(font.getmask(c)) != missing for c in chars))
+        scripts = frozenset(
+            s for s, chars in _SCRIPT_PROBES.items() if all(bytes(font.getmask(c)) != missing for c in chars)
+        )
         bbox = font.getbbox("x")
         size = float(getattr(font, "size", 11) or 11)
     except (OSError, ValueError):
@@ -353,8 +421,9 @@ def _font_kind(path: str | None) -> str:
 class _Font:
     """A font picked for a block: path (None = Pillow's own), size for a target x-height, script."""
 
-    def __init__(self, rng: np.random.Generator, xheight: float, prefer: str, script: str,
-                 fonts: Sequence[str] | None) -> None:
+    def __init__(
+        self, rng: np.random.Generator, xheight: float, prefer: str, script: str, fonts: Sequence[str] | None
+    ) -> None:
         paths = list(font_paths() if fonts is None else fonts)
         ok = [p for p in paths if (m := _font_meta(p)) is not None and script in m[1]]
         if not ok:
@@ -413,8 +482,9 @@ def _catmull_rom(pts: np.ndarray, step: float) -> np.ndarray:
     t = ((np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)) / np.repeat(n, n))[:, None]
     p0, p1, p2, p3 = p0[seg], p1[seg], p2[seg], p3[seg]
     t2, t3 = t * t, t * t * t
-    out = 0.5 * ((2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2
-                 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3)
+    out = 0.5 * (
+        (2 * p1) + (-p0 + p2) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t2 + (-p0 + 3 * p1 - 3 * p2 + p3) * t3
+    )
     return np.vstack([out, p[-2:-1]])
 
 
@@ -423,7 +493,7 @@ class _Pen:
 
     def __init__(self, rng: np.random.Generator, xheight: float, ss: int) -> None:
         self.ss = ss
-        self.wmax = float(np.clip(xheight * rng.uniform(0.07, 0.22), 1.0, 9.0)) * ss
+        self.wmax = float(np.clip(xheight * rng.uniform(0.1, 0.3), 1.2, 12.0)) * ss
         broad = rng.random() < 0.55
         self.wmin = self.wmax * (rng.uniform(0.15, 0.5) if broad else rng.uniform(0.7, 1.0))
         self.angle = float(rng.uniform(0.2, 1.2))
@@ -449,15 +519,16 @@ class _Pen:
         chunk = 8
         for i in range(0, len(path) - 1, chunk):
             j = min(i + chunk, len(path) - 1)
-            draw.polygon(np.vstack([left[i:j + 1], right[i:j + 1][::-1]]).ravel().tolist(), fill=255)
+            draw.polygon(np.vstack([left[i : j + 1], right[i : j + 1][::-1]]).ravel().tolist(), fill=255)
         for k in (0, len(path) - 1):
             r = w[k] / 2
             x, y = path[k]
             draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
 
 
-def _cursive_word(rng: np.random.Generator, x0: float, y0: float, xh: float, slant: float,
-                  nletters: int) -> tuple[np.ndarray, list[np.ndarray], float]:
+def _cursive_word(
+    rng: np.random.Generator, x0: float, y0: float, xh: float, slant: float, nletters: int
+) -> tuple[np.ndarray, list[np.ndarray], float]:
     """Control points of one cursive-like word, extra short strokes (dots, bars) and its width."""
     pts = [(x0 - 0.3 * xh, y0 - 0.2 * xh)]
     extras: list[np.ndarray] = []
@@ -470,15 +541,27 @@ def _cursive_word(rng: np.random.Generator, x0: float, y0: float, xh: float, sla
             pts += [(x + 0.25 * lw, y0 + top), (x + 0.6 * lw, y0 + top * 0.3), (x + 0.9 * lw, y0)]
         elif kind == 1:  # ascender loop (l, b, h)
             asc = -xh * rng.uniform(1.8, 2.6)
-            pts += [(x + 0.55 * lw, y0 + asc), (x + 0.2 * lw, y0 + asc * 0.8), (x + 0.3 * lw, y0),
-                    (x + 0.9 * lw, y0 + top * 0.4)]
+            pts += [
+                (x + 0.55 * lw, y0 + asc),
+                (x + 0.2 * lw, y0 + asc * 0.8),
+                (x + 0.3 * lw, y0),
+                (x + 0.9 * lw, y0 + top * 0.4),
+            ]
         elif kind == 2:  # descender loop (g, y, p)
             desc = xh * rng.uniform(0.9, 1.4)
-            pts += [(x + 0.5 * lw, y0 + top), (x + 0.45 * lw, y0 + desc), (x + 0.1 * lw, y0 + desc * 0.7),
-                    (x + 0.9 * lw, y0)]
+            pts += [
+                (x + 0.5 * lw, y0 + top),
+                (x + 0.45 * lw, y0 + desc),
+                (x + 0.1 * lw, y0 + desc * 0.7),
+                (x + 0.9 * lw, y0),
+            ]
         elif kind == 3:  # small loop (e, o, a)
-            pts += [(x + 0.7 * lw, y0 + top * 0.8), (x + 0.3 * lw, y0 + top * 0.9), (x + 0.25 * lw, y0 + top * 0.2),
-                    (x + 0.9 * lw, y0)]
+            pts += [
+                (x + 0.7 * lw, y0 + top * 0.8),
+                (x + 0.3 * lw, y0 + top * 0.9),
+                (x + 0.25 * lw, y0 + top * 0.2),
+                (x + 0.9 * lw, y0),
+            ]
         else:  # stem with dot or bar (i, t)
             pts += [(x + 0.4 * lw, y0 + top), (x + 0.7 * lw, y0)]
             if rng.random() < 0.5:
@@ -499,22 +582,27 @@ def _cursive_word(rng: np.random.Generator, x0: float, y0: float, xh: float, sla
     return a, extras, x - x0
 
 
-def _scribble_lines(rng: np.random.Generator, draw: ImageDraw.ImageDraw, box: tuple[float, float, float, float],
-                    xh: float, ss: int) -> int:
-    """Fill ``box`` (super-sampled pixels) with lines of cursive-like scribbles; returns the number of words."""
+def _scribble_lines(
+    rng: np.random.Generator,
+    draw: ImageDraw.ImageDraw,
+    box: tuple[float, float, float, float],
+    xh: float,
+    ss: int,
+) -> int:
+    """Fill ``box`` (super-sampled pixels) with lines of cursive-like scribbles; returns the word count."""
     x0, y0, x1, y1 = box
     xh *= ss
     pen = _Pen(rng, xh / ss, ss)
     slant = float(rng.uniform(-0.15, 0.55))
-    spacing = xh * rng.uniform(2.6, 4.2)
+    spacing = xh * rng.uniform(3.0, 5.0)
     y = y0 + xh * 2.2
     step = max(1.5 * ss, xh / 10)
     words = 0
     while y < y1 - 0.5 * xh:
         slope = rng.normal(0.0, 0.02)
-        x = x0 + rng.uniform(0, 3) * xh
+        x = x0 + rng.uniform(0, min(3.0, max(0.0, (x1 - x0) / xh - 2.0))) * xh
         while x < x1 - xh:
-            n = int(rng.integers(1, 9))
+            n = int(min(rng.integers(1, 9), max(1, (x1 - x) // (0.75 * xh))))
             yy = y + (x - x0) * slope + rng.normal(0, 0.08 * xh)
             pts, extras, width = _cursive_word(rng, x, yy, xh, slant, n)
             if x + width > x1 + xh:
@@ -524,8 +612,9 @@ def _scribble_lines(rng: np.random.Generator, draw: ImageDraw.ImageDraw, box: tu
                 pen.stroke(draw, _catmull_rom(e, step), rng)
             if rng.random() < 0.03:  # underline or strike-through
                 yu = yy + (xh * 0.35 if rng.random() < 0.7 else -xh * 0.5)
-                line = np.array([(x - 0.2 * xh, yu), (x + width * 0.5, yu + rng.normal(0, 0.1 * xh)),
-                                 (x + width, yu)])
+                line = np.array(
+                    [(x - 0.2 * xh, yu), (x + width * 0.5, yu + rng.normal(0, 0.1 * xh)), (x + width, yu)]
+                )
                 pen.stroke(draw, _catmull_rom(line, step), rng)
             words += 1
             x += width + xh * rng.uniform(0.6, 1.8)
@@ -567,9 +656,19 @@ class _Canvas:
         return cov * np.float32(1.0 / 255.0)
 
 
-def _text_lines(rng: np.random.Generator, canvas: _Canvas, box: tuple[float, float, float, float],
-                font: _Font, align: str, spacing: float, stroke: int, indent: float, upper: bool = False,
-                max_lines: int | None = None, baseline_jitter: float = 0.0) -> float:
+def _text_lines(
+    rng: np.random.Generator,
+    canvas: _Canvas,
+    box: tuple[float, float, float, float],
+    font: _Font,
+    align: str,
+    spacing: float,
+    stroke: int,
+    indent: float,
+    upper: bool = False,
+    max_lines: int | None = None,
+    baseline_jitter: float = 0.0,
+) -> float:
     """Set paragraphs of random text into ``box``; returns the y where the text ended."""
     x0, y0, x1, y1 = box
     text = TextSource(rng, font.script)
@@ -621,8 +720,13 @@ def _text_lines(rng: np.random.Generator, canvas: _Canvas, box: tuple[float, flo
     return y
 
 
-def _table(rng: np.random.Generator, canvas: _Canvas, box: tuple[float, float, float, float],
-           xh: float, fonts: Sequence[str] | None) -> float:
+def _table(
+    rng: np.random.Generator,
+    canvas: _Canvas,
+    box: tuple[float, float, float, float],
+    xh: float,
+    fonts: Sequence[str] | None,
+) -> float:
     """A ruled table with short entries; returns the y where it ended."""
     x0, y0, x1, y1 = box
     font = _Font(rng, xh, "print", "latin", fonts)
@@ -656,9 +760,16 @@ def _table(rng: np.random.Generator, canvas: _Canvas, box: tuple[float, float, f
     return y0 + nrows * row_h
 
 
-def _print_blocks(rng: np.random.Generator, canvas: _Canvas, box: tuple[float, float, float, float],
-                  xh: float, fonts: Sequence[str] | None, prefer: str, info: dict[str, Any],
-                  allow_tables: bool = True) -> None:
+def _print_blocks(
+    rng: np.random.Generator,
+    canvas: _Canvas,
+    box: tuple[float, float, float, float],
+    xh: float,
+    fonts: Sequence[str] | None,
+    prefer: str,
+    info: dict[str, Any],
+    allow_tables: bool = True,
+) -> None:
     """Fill ``box`` with headings, paragraphs in columns, rules and the odd table."""
     x0, y0, x1, y1 = box
     script = _pick_script(rng)
@@ -669,16 +780,30 @@ def _print_blocks(rng: np.random.Generator, canvas: _Canvas, box: tuple[float, f
     ncols = int(rng.choice([1, 1, 1, 2, 2, 3])) if width > 40 * body.size else 1
     gutter = body.size * rng.uniform(1.0, 3.0)
     col_w = (width - gutter * (ncols - 1)) / ncols
-    align = str(rng.choice(["justify", "justify", "left", "left", "right", "center"], p=[.3, .2, .25, .15, .05, .05]))
-    spacing = float(rng.uniform(1.0, 1.8))
-    stroke = int(rng.random() < 0.15 and body.size >= 16)
+    align = str(
+        rng.choice(
+            ["justify", "justify", "left", "left", "right", "center"], p=[0.3, 0.2, 0.25, 0.15, 0.05, 0.05]
+        )
+    )
+    spacing = float(rng.uniform(1.1, 2.0))
+    stroke = int(rng.random() < 0.3 and body.size >= 16)
     indent = body.size * rng.uniform(0, 3) if rng.random() < 0.6 else 0.0
     y = y0
     if rng.random() < 0.45 and y1 - y0 > 6 * body.size:
         head = _Font(rng, min(XHEIGHT_RANGE[1], xh * rng.uniform(1.2, 2.5)), prefer, script, fonts)
         info["fonts"].append(head.name)
-        y = _text_lines(rng, canvas, (x0, y, x1, y1), head, "center" if rng.random() < 0.6 else "left",
-                        1.2, 0, 0.0, upper=rng.random() < 0.4, max_lines=int(rng.integers(1, 3)))
+        y = _text_lines(
+            rng,
+            canvas,
+            (x0, y, x1, y1),
+            head,
+            "center" if rng.random() < 0.6 else "left",
+            1.2,
+            0,
+            0.0,
+            upper=rng.random() < 0.4,
+            max_lines=int(rng.integers(1, 3)),
+        )
         if rng.random() < 0.5:
             canvas.rule(x0, y + body.size * 0.2, x1, y + body.size * 0.2, rng.uniform(0.7, 3.0))
             y += body.size * 0.8
@@ -693,16 +818,31 @@ def _print_blocks(rng: np.random.Generator, canvas: _Canvas, box: tuple[float, f
             canvas.rule(gx, y, gx, y1, rng.uniform(0.6, 2.0))
 
 
-def _hand_blocks(rng: np.random.Generator, canvas: _Canvas, box: tuple[float, float, float, float],
-                 xh: float, fonts: Sequence[str] | None, info: dict[str, Any]) -> None:
+def _hand_blocks(
+    rng: np.random.Generator,
+    canvas: _Canvas,
+    box: tuple[float, float, float, float],
+    xh: float,
+    fonts: Sequence[str] | None,
+    info: dict[str, Any],
+) -> None:
     """Handwriting: a script font with wobbling baselines, or synthetic pen trajectories."""
     x0, y0, x1, y1 = box
     hand_fonts = [p for p in (font_paths() if fonts is None else fonts) if _font_kind(p) == "hand"]
     if hand_fonts and rng.random() < 0.4:
         font = _Font(rng, xh, "hand", "latin_ext" if rng.random() < 0.3 else "latin", fonts)
         info.setdefault("fonts", []).append(font.name)
-        _text_lines(rng, canvas, box, font, "left", float(rng.uniform(1.3, 2.4)), 0,
-                    font.size * rng.uniform(0, 2), baseline_jitter=font.xheight * 0.08)
+        _text_lines(
+            rng,
+            canvas,
+            box,
+            font,
+            "left",
+            float(rng.uniform(1.3, 2.4)),
+            0,
+            font.size * rng.uniform(0, 2),
+            baseline_jitter=font.xheight * 0.08,
+        )
         info["hand"] = "font"
     else:
         s = canvas.SS
@@ -711,9 +851,14 @@ def _hand_blocks(rng: np.random.Generator, canvas: _Canvas, box: tuple[float, fl
         info["words"] = n
 
 
-def render_page(rng: np.random.Generator, size: tuple[int, int], kind: str | None = None,
-                fonts: Sequence[str] | None = None, info: dict[str, Any] | None = None,
-                xheight: float | None = None) -> np.ndarray:
+def render_page(
+    rng: np.random.Generator,
+    size: tuple[int, int],
+    kind: str | None = None,
+    fonts: Sequence[str] | None = None,
+    info: dict[str, Any] | None = None,
+    xheight: float | None = None,
+) -> np.ndarray:
     """Draw a clean synthetic page.
 
     Args:
@@ -741,9 +886,14 @@ def render_page(rng: np.random.Generator, size: tuple[int, int], kind: str | Non
     info = {} if info is None else info
     canvas = _Canvas(h, w)
     xh_max = min(XHEIGHT_RANGE[1], max(XHEIGHT_RANGE[0], min(h, w) / 6))
-    xh = _log_uniform(rng, XHEIGHT_RANGE[0], xh_max) if xheight is None else max(2.0, float(xheight))
+    if xheight is not None:
+        xh = max(2.0, float(xheight))
+    elif rng.random() < 0.4:
+        xh = _log_uniform(rng, XHEIGHT_RANGE[0], xh_max)
+    else:  # favour mid-size text: real scans have strokes of 3-10 pixels
+        xh = float(rng.uniform(min(10.0, xh_max), xh_max))
     info.update(layout=kind, xheight=round(xh, 2))
-    m = [float(rng.uniform(-0.04, 0.08)) * s for s in (w, h, w, h)]  # negative margin: text cut by the edge
+    m = [float(rng.uniform(-0.04, 0.15)) * s for s in (w, h, w, h)]  # negative margin: text cut by the edge
     box = (m[0], m[1], w - m[2], h - m[3])
     old_style = rng.random() < 0.3
     prefer = "old" if old_style else "print"
@@ -756,8 +906,9 @@ def render_page(rng: np.random.Generator, size: tuple[int, int], kind: str | Non
                 y = _table(rng, canvas, (box[0], y, box[2], box[3]), xh, fonts) + xh * rng.uniform(1, 6)
             else:
                 y_end = min(box[3], y + xh * rng.uniform(6, 20))
-                _print_blocks(rng, canvas, (box[0], y, box[2], y_end), xh, fonts, prefer, info,
-                              allow_tables=False)
+                _print_blocks(
+                    rng, canvas, (box[0], y, box[2], y_end), xh, fonts, prefer, info, allow_tables=False
+                )
                 y = y_end + xh * rng.uniform(1, 3)
         info.setdefault("fonts", [])
     elif kind == "hand":
@@ -776,14 +927,14 @@ def render_page(rng: np.random.Generator, size: tuple[int, int], kind: str | Non
         hand_xh = float(np.clip(xh * rng.uniform(0.7, 1.8), XHEIGHT_RANGE[0], XHEIGHT_RANGE[1]))
         _hand_blocks(rng, canvas, second, hand_xh, fonts, info)
     cov = canvas.coverage()
-    if rng.random() < 0.35:
+    if rng.random() < 0.4:
         lo = -0.5 if xh >= 12 else 0.0  # thinning would erase the hairlines of small text
-        cov = _stroke_weight(cov, float(rng.uniform(lo, 0.5)))
+        cov = _stroke_weight(cov, float(rng.uniform(lo, 1.0)))
     return cov
 
 
 def _stroke_weight(cov: np.ndarray, amount: float) -> np.ndarray:
-    """Thicken (amount > 0) or thin (amount < 0) strokes by up to about half a pixel, keeping anti-aliasing."""
-    soft = gaussian_blur(cov, 0.6)
+    """Thicken (amount > 0) or thin (amount < 0) strokes by up to about a pixel, keeping anti-aliasing."""
+    soft = gaussian_blur(cov, 0.6 + 0.6 * max(0.0, amount))
     t = 0.5 - 0.35 * amount
     return np.clip((soft - t) * 2.5 + 0.5, 0.0, 1.0).astype(np.float32)

@@ -481,8 +481,9 @@ class Trainer:
         self.step += 1
         self.samples += self.cfg.batch * self.world
         if self.step % self.cfg.refresh == 0:
-            for p in self.pools:
-                p.advance()
+            # one page in, one page out, in the source's share: reading costs the same whatever the mix
+            pick = np.random.default_rng([self.cfg.seed, self.step, 1 << 20]).choice(len(self.pools), p=self.weights)
+            self.pools[int(pick)].advance()
         return float(loss.detach())
 
     def checkpoint_path(self) -> str:
