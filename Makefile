@@ -38,7 +38,8 @@ bench: $(VENV)/.base
 
 # Fonts used by the synthetic page renderer (ocrobin degrade); optional, Debian/Ubuntu, needs root.
 fonts:
-	apt-get install -y -q fonts-dejavu-core fonts-liberation fonts-freefont-ttf
+	apt-get install -y -q fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-urw-base35 fonts-linuxlibertine \
+	  fonts-ebgaramond fonts-dancingscript fonts-kristi fonts-breip fonts-dkg-handwriting fonts-gotico-antiqua fonts-blankenburg
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache
