@@ -12,7 +12,7 @@ from PIL import Image
 
 from ocrobin.cli import main
 from ocrobin.cli.pack import safe_key
-from ocrobin.degrade import find_pairs
+from ocrobin.datasets import find_pairs
 from ocrobin.shards import iter_samples
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -30,7 +30,8 @@ def make_set(root, n=3):
 
 
 def cfg(tmp_path, data, **kw):
-    base = dict(data=data if isinstance(data, list) else [str(data)], output=str(tmp_path / "ck" / "m"), schedule="0,3e-3", batch=4, patch=64,
+    base = dict(data=data if isinstance(data, list) else [str(data)], output=str(tmp_path / "ck" / "m"),
+                schedule="0,3e-3", batch=4, patch=64,
                 arch="msfcn", hparams=TINY, pool=2, save_every=1000, val_every=1000, progress=False, seed=3,
                 augment=Augment(jpeg=0.0))
     base.update(kw)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
+from . import datasets, metrics
 from .exceptions import DataError, InputError, OcrobinError, UsageError
 from .imageio import IMAGE_SUFFIXES, atomic_path, read_gray, read_ground_truth, write_binary
 
@@ -362,8 +362,7 @@ def _is_set(d: Path) -> bool:
 
 
 def find_sets(root: str | os.PathLike[str]) -> list[tuple[str, Path]]:
-    """The benchmark sets under ``root``: ``root`` itself when it holds ``img/`` and ``gt/``, else each
-    sub-folder that does.
+    """The benchmark sets under ``root`` as (name, folder): ``root`` itself when it is a set, else its sets.
 
     Raises:
         DataError: no set found.
@@ -371,9 +370,7 @@ def find_sets(root: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     r = Path(root)
     if not r.is_dir():
         raise DataError(f"{r}: data folder not found")
-    if _is_set(r):
-        return [(r.name, r)]
-    sets = [(d.name, d) for d in sorted(r.iterdir()) if d.is_dir() and _is_set(d)]
+    sets = [(d.name, d) for d in datasets.find_sets(r) if _is_set(d)]
     if not sets:
         raise DataError(f"{r}: no SET/img + SET/gt folders (nor img/ + gt/ itself)")
     return sets

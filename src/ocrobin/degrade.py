@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .datasets import PairFiles, find_pairs, find_sets  # noqa: F401 - part of this API
 from .exceptions import DataError, UsageError
 from .imageio import IMAGE_SUFFIXES, read_gray, read_ground_truth
 from .render import gaussian_blur, render_page, smooth_noise
@@ -972,76 +973,6 @@ def make_pair(
 
 
 # --- DIBCO-style folders ------------------------------------------------------------------------------------
-
-_GT_SUFFIXES = ("", "_gt", "_GT", "-gt", "-GT", "_mask")
-
-
-@dataclass
-class PairFiles:
-    """One page of a DIBCO-style set: ``SET/img/<stem>.*`` and ``SET/gt/<stem>.*``."""
-
-    set: str
-    stem: str
-    img: Path | None
-    gt: Path | None
-
-
-def find_sets(root: str | os.PathLike[str]) -> list[Path]:
-    """Folders below ``root`` (or ``root`` itself) that hold an ``img`` or ``gt`` sub-folder, sorted.
-
-    Raises:
-        DataError: ``root`` is not a directory.
-    """
-    r = Path(root)
-    if not r.is_dir():
-        raise DataError(f"{r}: no such directory")
-    if (r / "img").is_dir() or (r / "gt").is_dir():
-        return [r]
-    sets = []
-    for dirpath, dirs, _files in os.walk(r):
-        dirs.sort()
-        d = Path(dirpath)
-        if (d / "img").is_dir() or (d / "gt").is_dir():
-            sets.append(d)
-            dirs[:] = []
-    return sets
-
-
-def _images(d: Path) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    if d.is_dir():
-        for p in sorted(d.iterdir()):
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
-                out.setdefault(p.stem, p)
-    return out
-
-
-def find_pairs(root: str | os.PathLike[str]) -> list[PairFiles]:
-    """Every page of every DIBCO-style set under ``root``; ``img`` or ``gt`` is None where it is missing.
-
-    The set name is the set folder's path relative to ``root`` (its own name when ``root`` is a set).
-
-    Raises:
-        DataError: ``root`` is not a directory.
-    """
-    r = Path(root)
-    out = []
-    for s in find_sets(r):
-        name = s.name if s == r else s.relative_to(r).as_posix()
-        imgs, gts = _images(s / "img"), _images(s / "gt")
-        used: set[str] = set()
-        for stem, img in imgs.items():
-            gt = None
-            for suf in _GT_SUFFIXES:
-                if stem + suf in gts:
-                    gt = gts[stem + suf]
-                    used.add(stem + suf)
-                    break
-            out.append(PairFiles(name, stem, img, gt))
-        for gstem, gt in gts.items():
-            if gstem not in used:
-                out.append(PairFiles(name, gstem, None, gt))
-    return out
 
 
 def list_clean(folder: str | os.PathLike[str]) -> list[str]:

@@ -28,8 +28,9 @@ from PIL import Image
 from torch import nn
 
 from . import metrics, models, shards
+from .datasets import complete_pairs
 from .exceptions import DataError, UsageError
-from .imageio import IMAGE_SUFFIXES, decode_gray, read_gray
+from .imageio import decode_gray, read_gray
 from .modelfile import ModelInfo, make_meta, save_model
 
 # ---------------------------------------------------------------------------------------------- schedule
@@ -85,33 +86,6 @@ class Pair:
     name: str
 
 
-def find_sets(root: Path) -> list[Path]:
-    """DIBCO-style sets under ``root`` (folders holding ``img/`` and ``gt/``), sorted."""
-    if (root / "img").is_dir() and (root / "gt").is_dir():
-        return [root]
-    return sorted(p.parent for p in root.rglob("img") if p.is_dir() and (p.parent / "gt").is_dir())
-
-
-def folder_pairs(root: Path) -> list[tuple[Path, Path]]:
-    """(image, ground truth) paths of every page in DIBCO-style sets under ``root``.
-
-    Raises:
-        DataError: no sets or no pairs found.
-    """
-    sets = find_sets(root)
-    if not sets:
-        raise DataError(f"{root}: no DIBCO-style set (SET/img and SET/gt) found")
-    pairs = []
-    for s in sets:
-        gts = {p.stem: p for p in (s / "gt").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        for img in sorted((s / "img").iterdir()):
-            if img.suffix.lower() in IMAGE_SUFFIXES and img.stem in gts:
-                pairs.append((img, gts[img.stem]))
-    if not pairs:
-        raise DataError(f"{root}: no img/gt pairs found")
-    return pairs
-
-
 def _to_u8(gray: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(gray * 255.0), 0, 255).astype(np.uint8)
 
@@ -145,7 +119,7 @@ class Source:
         p = Path(path)
         if p.is_dir():
             self.kind = "folder"
-            self.items: list[Any] = folder_pairs(p)
+            self.items: list[Any] = complete_pairs(p)
         else:
             self.kind = "shards"
             self.items = shards.expand_urls(path)
@@ -451,7 +425,7 @@ class Trainer:
         self.weights = weights / weights.sum()
         self.val_pairs: list[Pair] = []
         if cfg.val and self.rank == 0:
-            for img, gt in folder_pairs(Path(cfg.val)):
+            for img, gt in complete_pairs(Path(cfg.val)):
                 self.val_pairs.append(_check_pair(read_gray(img), read_gray(gt) < 0.5, str(img)))
         self.last_val: float | None = None
         self._stop = False

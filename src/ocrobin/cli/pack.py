@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     """Pack the pairs; report and skip bad ones; exit 1 if any was skipped."""
     import numpy as np
 
-    from ..degrade import find_pairs
+    from ..datasets import find_pairs
     from ..imageio import encode_png, read_ground_truth
     from ..shards import ShardSink
     from .degrade import check_pattern
