@@ -428,6 +428,7 @@ class Trainer:
             for img, gt in complete_pairs(Path(cfg.val)):
                 self.val_pairs.append(_check_pair(read_gray(img), read_gray(gt) < 0.5, str(img)))
         self.last_val: float | None = None
+        self.val_at = -1
         self._stop = False
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -565,6 +566,7 @@ class Trainer:
                 do_save = self.samples >= next_save
                 if do_val and self.rank == 0 and self.val_pairs:
                     self.last_val = validate(self.model, self.val_pairs)
+                    self.val_at = self.samples
                 if (do_val or do_save) and self.rank == 0:
                     self.wall += time.time() - t0
                     t0 = time.time()
@@ -587,8 +589,9 @@ class Trainer:
                 bar.close()
         self.wall += time.time() - t0
         if self.rank == 0 and saved_at != self.samples:
-            if self.val_pairs and self.last_val is None:
+            if self.val_pairs and self.val_at != self.samples:
                 self.last_val = validate(self.model, self.val_pairs)
+                self.val_at = self.samples
             last_path = self.save()
         return last_path
 
