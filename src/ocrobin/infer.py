@@ -157,7 +157,7 @@ class Binarizer:
             return torch.sigmoid(self._logits(x)).float().cpu().numpy()[0, 0]
         stats = self._page_bn_stats(gray, side) if isinstance(self.model, Lstm2Seed) else None
         out = np.empty((h, w), np.float32)
-        ov = min(self.overlap, max(0, (side - 1) // 2 - 1))
+        ov = min(self.overlap, side // 4)
         for y0, y1, ky0, ky1 in tiles(h, side, ov):
             for x0, x1, kx0, kx1 in tiles(w, side, ov):
                 x = torch.from_numpy(np.ascontiguousarray(gray[y0:y1, x0:x1])).to(self.device)[None, None]

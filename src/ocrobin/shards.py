@@ -81,6 +81,7 @@ def iter_samples(
         shardshuffle=len(existing) if shuffle_shards else False,
         seed=seed,
         empty_check=False,
+        nodesplitter=None,  # every process reads what it is given; callers split work themselves
     )
     yield from ds
 

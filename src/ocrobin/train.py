@@ -200,12 +200,17 @@ class Augment:
     noise: float = 0.3
     jpeg: float = 0.2
     contrast: float = 0.5
+    ghost: float = 0.3
+    ghost_strength: tuple[float, float] = (0.1, 0.6)
 
 
-def sample_patch(page: Pair, size: int, rng: np.random.Generator, aug: Augment) -> tuple[np.ndarray, np.ndarray]:
+def sample_patch(page: Pair, size: int, rng: np.random.Generator, aug: Augment,
+                 ghost: Pair | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cut one augmented patch: grey float32 in [0, 1] and ink float32, both size×size.
 
-    Half the patches are centred on a random ink pixel, so sparse pages still teach strokes.
+    Half the patches are centred on a random ink pixel, so sparse pages still teach strokes. With
+    ``ghost``, the mirrored, blurred ink of that page is printed faintly into the patch (show-through
+    from the back of the leaf), which must stay paper in the target.
     """
     h, w = page.gray.shape
     s = math.exp(rng.uniform(math.log(aug.scale[0]), math.log(aug.scale[1])))
@@ -232,6 +237,8 @@ def sample_patch(page: Pair, size: int, rng: np.random.Generator, aug: Augment) 
         gt = torch.from_numpy(np.stack([gray, ink]))[None]
         r = F.interpolate(gt, size=(size, size), mode="bilinear", align_corners=False, antialias=src > size)[0]
         gray, ink = r[0].numpy(), (r[1].numpy() > 0.5).astype(np.float32)
+    if ghost is not None:
+        gray = _add_ghost(gray, ink, ghost, rng, aug)
     if rng.random() < aug.contrast:
         lo, hi = float(gray.min()), float(gray.max())
         if hi - lo > 1e-3:
@@ -251,6 +258,23 @@ def sample_patch(page: Pair, size: int, rng: np.random.Generator, aug: Augment) 
     if rng.random() < aug.random_invert:
         gray = 1.0 - gray
     return gray.astype(np.float32), ink
+
+
+def _add_ghost(gray: np.ndarray, ink: np.ndarray, ghost: Pair, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """Darken ``gray`` with mirrored, blurred strokes of another page, weaker than the page's own ink."""
+    size = gray.shape[0]
+    gh, gw = ghost.ink.shape
+    y0 = int(rng.integers(0, max(1, gh - size + 1)))
+    x0 = int(rng.integers(0, max(1, gw - size + 1)))
+    g = np.zeros((size, size), np.float32)
+    crop = ghost.ink[y0:y0 + size, x0:x0 + size].astype(np.float32)
+    g[:crop.shape[0], :crop.shape[1]] = crop
+    g = _blur(g[:, ::-1].copy(), rng.uniform(0.8, 3.0))
+    paper = float(np.percentile(gray, 90))
+    ink_level = float(np.percentile(gray[ink > 0.5], 30)) if (ink > 0.5).sum() > 20 else paper - 0.5
+    contrast = max(0.05, paper - ink_level)
+    strength = rng.uniform(*aug.ghost_strength)
+    return np.clip(gray - strength * contrast * g, 0.0, 1.0)
 
 
 def _blur(gray: np.ndarray, sigma: float) -> np.ndarray:
@@ -438,7 +462,11 @@ class Trainer:
         for _ in range(self.cfg.batch):
             pool = self.pools[int(rng.choice(len(self.pools), p=self.weights))]
             page = pool.pages[int(rng.integers(len(pool.pages)))]
-            g, t = sample_patch(page, self.cfg.patch, rng, self.cfg.augment)
+            ghost = None
+            if rng.random() < self.cfg.augment.ghost:
+                other = self.pools[int(rng.integers(len(self.pools)))]
+                ghost = other.pages[int(rng.integers(len(other.pages)))]
+            g, t = sample_patch(page, self.cfg.patch, rng, self.cfg.augment, ghost)
             xs.append(g)
             ys.append(t)
         return torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys))[:, None]

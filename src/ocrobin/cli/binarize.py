@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
                    help="local: this process; ray: Ray Data actors (shards only; extra ocrobin[ray])")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start Ray locally)")
     p.add_argument("--num-workers", type=int, default=None, help="Ray actors running the model")
+    p.add_argument("--errors", default=None, metavar="FILE",
+                   help="Ray: JSON lines of failed samples (default: errors.jsonl beside the output shards)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -76,11 +78,16 @@ def run(args: argparse.Namespace) -> int:
         if args.engine == "ray":
             from ..distributed import binarize_shards_ray
 
+            if args.backend != "torch":
+                raise UsageError("--engine ray runs the model with PyTorch; leave out --backend")
             summary = binarize_shards_ray(
                 args.model, args.shards, args.output, input_key=args.input_key, threshold=args.threshold,
                 prob=args.prob, invert=args.invert, address=args.address, num_workers=args.num_workers,
-                overwrite=args.overwrite, progress=progress,
+                overwrite=args.overwrite, progress=progress, errors_path=args.errors,
+                threads=args.threads or 1, tile=args.tile, overlap=args.overlap,
             )
+            for name, reason in summary.errors:
+                print(f"ocrobin: error: {name}: {reason}", file=sys.stderr)
         else:
             summary = batch.Summary()
             binarizer = make_binarizer(args)

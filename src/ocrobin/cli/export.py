@@ -1,0 +1,44 @@
+"""``ocrobin export MODEL --onnx OUT.onnx``: write a model as an ONNX graph for ONNX Runtime and others."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        name,
+        help="export a model to ONNX (dynamic batch, height and width)",
+        description="Export a model to an ONNX graph with dynamic batch, height and width, store the model's "
+        "metadata in the file, and check the graph against PyTorch on other page sizes before keeping it. "
+        "Needs the onnx extra: pip install 'ocrobin[onnx]'.",
+    )
+    p.add_argument("model",
+                   help="a packaged model name ('default', 'lstm2-seed'), a .safetensors file or a legacy "
+                   ".pt")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output ONNX file")
+    p.add_argument("--opset", type=int, default=None, metavar="N",
+                   help="ONNX opset version (default: 17 with the torchscript exporter, 18 with dynamo)")
+    p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
+                   help="torch exporter: torchscript (tracing) or dynamo (torch.export); auto picks "
+                   "torchscript where this torch has it")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip running the graph in ONNX Runtime and comparing it with PyTorch")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..exceptions import UsageError
+
+    try:
+        from ..onnx import export_onnx
+    except ImportError as e:
+        raise UsageError(f"ONNX export needs the onnx extra ({e.name} is missing): "
+                         "pip install 'ocrobin[onnx]'") from e
+    report = export_onnx(args.model, args.onnx, opset=args.opset, exporter=args.exporter,
+                         check=not args.no_check)
+    checked = "not checked" if report.max_diff is None else f"max |Δp| vs PyTorch {report.max_diff:.1e}"
+    name = report.meta.get("name", report.meta.get("arch"))
+    print(f"{report.path}: {name} ({report.meta.get('arch')}), opset {report.meta['onnx']['opset']}, "
+          f"{report.exporter}, inputs {', '.join(report.inputs)}; {checked}")
+    return 0

@@ -1,0 +1,172 @@
+"""The OCR-D processor on a small workspace built with the framework's own API."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+pytest.importorskip("ocrd", reason="OCR-D processor needs the ocrd extra: pip install 'ocrobin[ocrd]'")
+
+from ocrd import Resolver  # noqa: E402
+from ocrd.processor import run_processor  # noqa: E402
+from ocrd_modelfactory import page_from_file  # noqa: E402
+from ocrd_models.ocrd_page import AlternativeImageType, parse, to_xml  # noqa: E402
+from ocrd_utils import MIMETYPE_PAGE, initLogging  # noqa: E402
+
+from ocrobin.ocrd import EXECUTABLE, OcrobinBinarize, _features  # noqa: E402
+
+PAGE_ID = "PHYS_0001"
+
+# OCR-D's page workers expect the root logger handler that its CLI sets up; do the same for API calls.
+initLogging()
+
+
+def _page() -> tuple[np.ndarray, np.ndarray]:
+    """A grey page with dark text on uneven paper, and the mask of where the text was drawn."""
+    h, w = 160, 360
+    ink = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(ink)
+    font = ImageFont.load_default(size=28)
+    draw.text((12, 20), "Binarize this", fill=255, font=font)
+    draw.text((12, 90), "page, please!", fill=255, font=font)
+    text = np.asarray(ink) > 128
+    yy, xx = np.mgrid[0:h, 0:w]
+    paper = 200 + 25 * np.sin(xx / 50.0) * np.cos(yy / 40.0)
+    gray = np.where(text, 35, paper).astype(np.uint8)
+    return gray, text
+
+
+def _png(a: np.ndarray, dpi: float | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG", **({"dpi": (dpi, dpi)} if dpi else {}))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """OCR-D-IMG (a page image), OCR-D-GRAY (a derived grey image) and OCR-D-SEG (PAGE-XML referencing both).
+
+    OCR-D-SEG's page carries an AlternativeImage with the feature ``grayscale_normalized`` so the test
+    can check that the processor keeps the input image's features.
+    """
+    gray, text = _page()
+    ws = Resolver().workspace_from_nothing(directory=str(tmp_path / "ws"))
+    monkeypatch.chdir(ws.directory)  # METS paths are relative to the workspace
+    img = ws.add_file("OCR-D-IMG", file_id="OCR-D-IMG_0001", page_id=PAGE_ID, mimetype="image/png",
+                      local_filename="OCR-D-IMG/OCR-D-IMG_0001.png", content=_png(gray))
+    # the "normalised" image differs from the original so the test can see which one was binarized
+    normalised = np.clip(gray.astype(int) + 20, 0, 255).astype(np.uint8)
+    ws.add_file("OCR-D-GRAY", file_id="OCR-D-GRAY_0001", page_id=PAGE_ID, mimetype="image/png",
+                local_filename="OCR-D-GRAY/OCR-D-GRAY_0001.png", content=_png(normalised))
+    pcgts = page_from_file(img)
+    pcgts.set_pcGtsId("OCR-D-SEG_0001")
+    pcgts.get_Page().add_AlternativeImage(
+        AlternativeImageType(filename="OCR-D-GRAY/OCR-D-GRAY_0001.png", comments="grayscale_normalized"))
+    ws.add_file("OCR-D-SEG", file_id="OCR-D-SEG_0001", page_id=PAGE_ID, mimetype=MIMETYPE_PAGE,
+                local_filename="OCR-D-SEG/OCR-D-SEG_0001.xml", content=to_xml(pcgts))
+    ws.save_mets()
+    return ws, text
+
+
+def _result(ws, grp: str) -> tuple[object, Image.Image]:
+    """The output PAGE-XML of the page in ``grp`` and the image its last AlternativeImage references."""
+    ws.reload_mets()
+    pages = list(ws.find_files(file_grp=grp, page_id=PAGE_ID, mimetype=MIMETYPE_PAGE))
+    assert len(pages) == 1
+    pcgts = parse(str(Path(ws.directory, pages[0].local_filename)), silence=True)
+    alts = pcgts.get_Page().get_AlternativeImage()
+    assert alts, "no AlternativeImage in the output PAGE-XML"
+    images = list(ws.find_files(file_grp=grp, page_id=PAGE_ID, mimetype="image/png"))
+    assert [f.local_filename for f in images] == [alts[-1].get_filename()]
+    return alts, Image.open(Path(ws.directory, alts[-1].get_filename()))
+
+
+def _check_binary(img: Image.Image, text: np.ndarray) -> None:
+    assert img.mode == "1"
+    assert img.size == (text.shape[1], text.shape[0])
+    black = ~np.asarray(img, dtype=bool)
+    assert black[text].mean() > 0.9, "text pixels are not black"
+    assert black[~text].mean() < 0.05, "paper pixels are not white"
+
+
+def test_features_keep_order_and_add_binarized() -> None:
+    assert _features("") == "binarized"
+    assert _features("cropped,deskewed") == "cropped,deskewed,binarized"
+    assert _features("binarized,cropped") == "binarized,cropped"
+
+
+def test_processor_keeps_features_and_writes_one_bit_page(workspace) -> None:
+    ws, text = workspace
+    run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-SEG", output_file_grp="OCR-D-BIN",
+                  parameter={"threshold": 0.5, "dpi": 300})
+    alts, img = _result(ws, "OCR-D-BIN")
+    assert alts[0].get_comments() == "grayscale_normalized"
+    assert alts[-1].get_comments() == "grayscale_normalized,binarized"
+    _check_binary(img, text)
+    assert img.info.get("dpi") and round(img.info["dpi"][0]) == 300
+    # a second binarizer run must not pick the binarized image as its input
+    run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-BIN", output_file_grp="OCR-D-BIN2",
+                  parameter={})
+    alts2, img2 = _result(ws, "OCR-D-BIN2")
+    assert alts2[-1].get_comments() == "grayscale_normalized,binarized"
+    assert np.array_equal(np.asarray(img2), np.asarray(img))
+
+
+def test_threshold_parameter_changes_the_result(workspace) -> None:
+    ws, text = workspace
+    run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-IMG", output_file_grp="OCR-D-LO",
+                  parameter={"threshold": 0.02})
+    run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-IMG", output_file_grp="OCR-D-HI",
+                  parameter={"threshold": 0.98})
+    _, lo = _result(ws, "OCR-D-LO")
+    _, hi = _result(ws, "OCR-D-HI")
+    black_lo = (~np.asarray(lo, dtype=bool)).sum()
+    black_hi = (~np.asarray(hi, dtype=bool)).sum()
+    assert black_lo > black_hi
+
+
+def test_parameters_reach_the_binarizer() -> None:
+    auto = OcrobinBinarize(None, parameter={})
+    assert auto.binarizer.tile is None and auto.binarizer.name == "lstm2-seed"
+    fixed = OcrobinBinarize(None, parameter={"tile_size": 512, "model": "lstm2-seed"})
+    assert fixed.binarizer.tile == 512
+    with pytest.raises(ValueError, match="threshold"):
+        OcrobinBinarize(None, parameter={"threshold": 2})
+
+
+def test_unknown_model_is_reported(workspace) -> None:
+    from ocrobin.exceptions import ModelError
+
+    ws, _ = workspace
+    with pytest.raises(ModelError, match="no-such-model"):
+        run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-IMG", output_file_grp="OCR-D-X",
+                      parameter={"model": "no-such-model"})
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "ocrobin.ocrd", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_dump_json_and_run(workspace) -> None:
+    ws, text = workspace
+    r = _cli("--dump-json", cwd=Path(ws.directory))
+    assert r.returncode == 0, r.stderr
+    tool = json.loads(r.stdout)
+    assert tool["executable"] == EXECUTABLE
+    assert {"model", "threshold", "tile_size", "dpi"} <= set(tool["parameters"])
+    r = _cli("-m", "mets.xml", "-I", "OCR-D-IMG", "-O", "OCR-D-BIN", "-P", "threshold", "0.5",
+             cwd=Path(ws.directory))
+    assert r.returncode == 0, r.stderr
+    alts, img = _result(ws, "OCR-D-BIN")
+    assert alts[-1].get_comments() == "binarized"
+    _check_binary(img, text)
