@@ -56,3 +56,20 @@ def test_packaged_models():
     assert packaged_path("default").is_file()
     with pytest.raises(ModelError, match="no packaged model"):
         packaged_path("nope")
+
+
+def test_release_drops_training_state(tmp_path):
+    from ocrobin.cli import main
+
+    m = models.build("msfcn", widths=[8, 8, 8, 8], head=4)
+    meta = make_meta(m, samples=7)
+    meta["train"] = {"step": 3}
+    ck = tmp_path / "ck.safetensors"
+    save_model(ck, m, meta, extra={"optim.0.exp_avg": torch.ones(3)})
+    out = tmp_path / "rel.safetensors"
+    assert main(["export", str(ck), "--release", str(out), "--name", "mine"]) == 0
+    info = load_model(out)
+    assert info.extra == {} and "train" not in info.meta
+    assert info.meta["name"] == "mine" and info.meta["provenance"]["samples"] == 7
+    assert out.stat().st_size < ck.stat().st_size
+    assert main(["export", str(ck)]) == 2

@@ -172,3 +172,24 @@ def packaged_path(name: str) -> Path:
     if not p.is_file():
         raise ModelError(f"no packaged model named {name!r}; packaged: {', '.join(packaged_models()) or 'none'}")
     return p
+
+
+def release_model(src: str | os.PathLike[str] | ModelInfo, path: str | os.PathLike[str], name: str | None = None,
+                  **provenance: Any) -> str:
+    """Write a model without its training state (optimizer, RNG, data positions): what a package ships.
+
+    Args:
+        src: a checkpoint path or a loaded model.
+        path: output file.
+        name: model name recorded in the metadata.
+        provenance: entries added to the metadata's provenance.
+
+    Returns:
+        the weights' SHA-256.
+    """
+    info = src if isinstance(src, ModelInfo) else load_model(src)
+    meta = {k: v for k, v in info.meta.items() if k not in ("train", "sha256")}
+    meta["provenance"] = {**meta.get("provenance", {}), **provenance}
+    if name:
+        meta["name"] = name
+    return save_model(path, info.model, meta)

@@ -8,7 +8,7 @@ import argparse
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(
         name,
-        help="export a model to ONNX (dynamic batch, height and width)",
+        help="export a model to ONNX, or a checkpoint as a shippable model file",
         description="Export a model to an ONNX graph with dynamic batch, height and width, store the model's "
         "metadata in the file, and check the graph against PyTorch on other page sizes before keeping it. "
         "Needs the onnx extra: pip install 'ocrobin[onnx]'.",
@@ -16,7 +16,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument("model",
                    help="a packaged model name ('default', 'lstm2-seed'), a .safetensors file or a legacy "
                    ".pt")
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output ONNX file")
+    p.add_argument("--onnx", default=None, metavar="OUT.onnx", help="output ONNX file")
+    p.add_argument("--release", default=None, metavar="OUT.safetensors",
+                   help="write our model file without training state (optimizer, RNG, data positions): the "
+                   "form in which a trained checkpoint is shipped")
+    p.add_argument("--name", default=None, help="model name recorded in the --release file")
     p.add_argument("--opset", type=int, default=None, metavar="N",
                    help="ONNX opset version (default: 17 with the torchscript exporter, 18 with dynamo)")
     p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
@@ -29,6 +33,18 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 def run(args: argparse.Namespace) -> int:
     from ..exceptions import UsageError
+
+    if not args.onnx and not args.release:
+        raise UsageError("give --onnx OUT.onnx and/or --release OUT.safetensors")
+    if args.release:
+        from ..infer import load
+        from ..modelfile import release_model
+
+        info = load(args.model)
+        digest = release_model(info, args.release, name=args.name)
+        print(f"{args.release}: {info.meta['arch']}, {info.meta['parameters']} parameters, sha256 {digest[:16]}")
+        if not args.onnx:
+            return 0
 
     try:
         from ..onnx import export_onnx
