@@ -53,6 +53,7 @@ def make_page(path: str, size: tuple[int, int]) -> None:
     import numpy as np
     from PIL import Image
 
+    Image.MAX_IMAGE_PIXELS = None  # our own page, however large
     w, h = size
     rng = np.random.default_rng(0)
     a = np.full((h, w), 215, np.uint8)

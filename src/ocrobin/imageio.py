@@ -98,8 +98,10 @@ def _scale(a: np.ndarray) -> np.ndarray:
         lo = min(int(info.min), 0)
         return ((a.astype(np.float64) - lo) / (info.max - lo)).astype(np.float32)
     if np.issubdtype(a.dtype, np.floating):
-        out = np.nan_to_num(a.astype(np.float32), nan=1.0, posinf=1.0, neginf=0.0)
-        return np.clip(out, 0.0, 1.0)
+        if a.dtype == np.float32 and a.size and 0.0 <= a.min() and a.max() <= 1.0:
+            return a  # already a page (NaN fails both tests): no copy of a possibly huge array
+        out = np.nan_to_num(a.astype(np.float32), nan=1.0, posinf=1.0, neginf=0.0, copy=False)
+        return np.clip(out, 0.0, 1.0, out=out)
     raise InputError(f"array of dtype {a.dtype} is not a page")
 
 
@@ -108,7 +110,9 @@ def _pil_to_gray(img: Image.Image) -> np.ndarray:
     if mode == "1":
         return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
     if mode == "L":
-        return np.asarray(img, dtype=np.float32) / 255.0
+        a = np.array(img, dtype=np.float32)
+        a /= 255.0  # in place: a page of 100 MP would otherwise hold two float copies at once
+        return a
     if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
         return np.asarray(img, dtype=np.uint16).astype(np.float32) / 65535.0
     if mode == "I":
@@ -182,6 +186,7 @@ def iter_pages(path: str | os.PathLike[str]) -> Iterator[Page]:
         count = getattr(img, "n_frames", 1) or 1
         if count == 1:
             gray, dpi = _load_frame(img, str(p), 0)
+            img.close()  # free the decoded pixels before the caller works on the page
             yield Page(gray, dpi, 0, 1)
             return
         for i, frame in enumerate(ImageSequence.Iterator(img)):

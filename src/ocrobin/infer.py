@@ -49,6 +49,8 @@ def load(spec: str | os.PathLike[str] | modelfile.ModelInfo | None = None) -> mo
         spec = "default"
     s = str(spec)
     p = Path(s)
+    if p.suffix == ".onnx":
+        raise ModelError(f"{s}: an ONNX model runs with the onnxruntime backend (--backend onnxruntime)")
     if p.suffix == ".pt" or (p.is_file() and p.suffix not in (".safetensors",)):
         if not p.is_file():
             raise ModelError(f"{s}: no such model file")
