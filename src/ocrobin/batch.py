@@ -234,6 +234,21 @@ def shard_outputs(urls: list[str], pattern: str) -> list[str]:
     return [shards.shard_name(pattern, i) for i in range(len(urls))]
 
 
+def plan_shards(inputs: str | list[str], output_pattern: str) -> tuple[list[str], list[str]]:
+    """(input shards, output shards), one output per input.
+
+    Raises:
+        UsageError: no input shards, or a pattern that does not number the outputs.
+    """
+    urls = shards.expand_urls(inputs)
+    if not urls:
+        raise UsageError(f"{' '.join([inputs] if isinstance(inputs, str) else inputs)}: no shards")
+    outs = shard_outputs(urls, output_pattern)
+    if len(set(outs)) != len(outs):
+        raise UsageError(f"output pattern {output_pattern!r} must number the shards (e.g. out-%06d.tar)")
+    return urls, outs
+
+
 def binarize_shards(
     binarizer: Binarizer,
     inputs: str | list[str],
@@ -252,12 +267,7 @@ def binarize_shards(
     A finished output shard is skipped on a rerun unless ``overwrite``; a bad sample is reported through
     ``handler`` and left out of its output shard.
     """
-    urls = shards.expand_urls(inputs)
-    if not urls:
-        raise UsageError(f"{inputs}: no shards")
-    outs = shard_outputs(urls, output_pattern)
-    if len(set(outs)) != len(outs):
-        raise UsageError(f"output pattern {output_pattern!r} must number the shards (e.g. out-%06d.tar)")
+    urls, outs = plan_shards(inputs, output_pattern)
     summary = Summary()
     bar = None
     if progress:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import shards
-from .batch import Summary, binarize_sample, shard_outputs
+from .batch import Summary, binarize_sample, plan_shards
 from .exceptions import OcrobinError, ShardError, UsageError
 from .imageio import atomic_path
 from .infer import DEFAULT_OVERLAP, Binarizer, load
@@ -248,12 +248,7 @@ def binarize_shards_ray(
         import ray
     except ImportError as e:
         raise UsageError("the ray engine needs the ray extra: pip install 'ocrobin[ray]'") from e
-    urls = shards.expand_urls(inputs)
-    if not urls:
-        raise UsageError(f"{' '.join(inputs)}: no shards")
-    outs = shard_outputs(urls, output_pattern)
-    if len(set(outs)) != len(outs):
-        raise UsageError(f"output pattern {output_pattern!r} must number the shards (e.g. out-%06d.tar)")
+    urls, outs = plan_shards(inputs, output_pattern)
     if batch_size < 1:
         raise UsageError("batch size must be at least 1")
     if num_workers is not None and num_workers < 1:
