@@ -32,7 +32,7 @@ META_KEY = "ocrobin"
 TRAIN_PREFIX = "train."
 
 #: The model ``Binarizer()`` and ``ocrobin binarize`` use when none is named.
-DEFAULT_MODEL = "lstm2-seed"
+DEFAULT_MODEL = "msfcn-dibco"
 
 INPUT_DOC = "grey page, float in [0, 1], 0 = black; colour = mean of R, G, B"
 OUTPUT_DOC = "ink logits, same size as the input; sigmoid gives the ink probability"
