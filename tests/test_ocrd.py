@@ -21,6 +21,7 @@ from ocrd_modelfactory import page_from_file  # noqa: E402
 from ocrd_models.ocrd_page import AlternativeImageType, parse, to_xml  # noqa: E402
 from ocrd_utils import MIMETYPE_PAGE, initLogging  # noqa: E402
 
+from ocrobin.modelfile import DEFAULT_MODEL
 from ocrobin.ocrd import EXECUTABLE, OcrobinBinarize, _features  # noqa: E402
 
 PAGE_ID = "PHYS_0001"
@@ -135,7 +136,7 @@ def test_threshold_parameter_changes_the_result(workspace) -> None:
 
 def test_parameters_reach_the_binarizer() -> None:
     auto = OcrobinBinarize(None, parameter={})
-    assert auto.binarizer.tile is None and auto.binarizer.name == "lstm2-seed"
+    assert auto.binarizer.tile is None and auto.binarizer.name == DEFAULT_MODEL
     fixed = OcrobinBinarize(None, parameter={"tile_size": 512, "model": "lstm2-seed"})
     assert fixed.binarizer.tile == 512
     with pytest.raises(ValueError, match="threshold"):
