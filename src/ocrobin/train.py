@@ -84,6 +84,13 @@ class Pair:
     gray: np.ndarray
     ink: np.ndarray
     name: str
+    _ink_points: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def ink_points(self) -> np.ndarray:
+        """Coordinates (N×2, y and x) of the ink pixels, found once per page rather than once per patch."""
+        if self._ink_points is None:
+            self._ink_points = np.argwhere(self.ink).astype(np.int32)
+        return self._ink_points
 
 
 def _to_u8(gray: np.ndarray) -> np.ndarray:
@@ -215,11 +222,9 @@ def sample_patch(page: Pair, size: int, rng: np.random.Generator, aug: Augment,
     h, w = page.gray.shape
     s = math.exp(rng.uniform(math.log(aug.scale[0]), math.log(aug.scale[1])))
     src = max(8, int(round(size / s)))
-    if rng.random() < 0.5 and page.ink.any():
-        ys, xs = np.nonzero(page.ink[:: 4, :: 4]) if page.ink.size > 4_000_000 else np.nonzero(page.ink)
-        k = rng.integers(len(ys))
-        step = 4 if page.ink.size > 4_000_000 else 1
-        cy, cx = int(ys[k]) * step, int(xs[k]) * step
+    points = page.ink_points()
+    if rng.random() < 0.5 and len(points):
+        cy, cx = (int(v) for v in points[rng.integers(len(points))])
         y0, x0 = cy - src // 2 + int(rng.integers(-src // 4, src // 4 + 1)), cx - src // 2 + int(
             rng.integers(-src // 4, src // 4 + 1))
     else:
