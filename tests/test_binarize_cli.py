@@ -156,3 +156,11 @@ def test_usage_errors(tmp_path, capsys):
     assert main(["binarize", "x.png", "-o", str(tmp_path), "--threshold", "2"]) == 2
     assert main(["binarize", "x.png", "-o", str(tmp_path), "-m", "nosuchmodel"]) == 2
     assert "no packaged model" in capsys.readouterr().err
+
+
+def test_invert_in_files_mode(tmp_path):
+    src = write_page(tmp_path / "a.png")
+    assert main(["binarize", str(src), "-o", str(tmp_path / "o"), "--invert", *FAST]) == 0
+    got = np.asarray(Image.open(tmp_path / "o" / "a.bin.png")) == 0
+    expected = Binarizer("lstm2-seed").binarize(255 - text_page()) > 0.5
+    assert np.array_equal(got, expected)

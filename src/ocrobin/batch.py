@@ -138,6 +138,7 @@ def binarize_files(
     fmt: str = "png",
     prob: bool = False,
     t: float = 0.5,
+    invert: bool = False,
     overwrite: bool = False,
     handler: ErrorHandler = raise_error,
     progress: bool = False,
@@ -151,6 +152,7 @@ def binarize_files(
         fmt: ``png`` (1-bit PNG) or ``tif`` (1-bit TIFF, CCITT G4).
         prob: also write the 8-bit ink probability.
         t: ink threshold on the probability.
+        invert: invert each page first (light text on a dark ground).
         overwrite: redo pages whose outputs exist (default: skip them).
         handler: error policy, called with (input name, exception).
         progress: show a progress bar.
@@ -178,7 +180,7 @@ def binarize_files(
                 if not overwrite and bin_path.exists() and (not prob or prob_path.exists()):
                     summary.skipped += 1
                     continue
-                p = binarizer.binarize(page.gray)
+                p = binarizer.binarize(1.0 - page.gray if invert else page.gray)
                 save_image(ink_to_image(threshold(p, t)), bin_path, page.dpi, fmt)
                 if prob:
                     save_image(prob_to_image(p), prob_path, page.dpi, "png")

@@ -51,15 +51,13 @@ def load(spec: str | os.PathLike[str] | modelfile.ModelInfo | None = None) -> mo
     p = Path(s)
     if p.suffix == ".onnx":
         raise ModelError(f"{s}: an ONNX model runs with the onnxruntime backend (--backend onnxruntime)")
-    if p.suffix == ".pt" or (p.is_file() and p.suffix not in (".safetensors",)):
+    if p.suffix in (".pt", ".safetensors") or os.sep in s or p.is_file():
         if not p.is_file():
             raise ModelError(f"{s}: no such model file")
-        from .legacy import import_legacy
+        if p.suffix == ".pt":
+            from .legacy import import_legacy
 
-        return import_legacy(p)
-    if p.suffix == ".safetensors" or os.sep in s or p.is_file():
-        if not p.is_file():
-            raise ModelError(f"{s}: no such model file")
+            return import_legacy(p)
         return modelfile.load_model(p)
     info = modelfile.load_model(modelfile.packaged_path(s))
     info.meta.setdefault("name", s if s != "default" else modelfile.DEFAULT_MODEL)

@@ -105,28 +105,14 @@ def run(args: argparse.Namespace) -> int:
         handler = batch.reporting_handler(summary, _writer(progress))
         jobs = batch.collect_inputs(args.inputs, handler)
         binarizer = make_binarizer(args)
-        if args.invert:
-            binarizer = _Inverted(binarizer)
         summary.add(batch.binarize_files(
-            binarizer, jobs, args.output, fmt=args.format, prob=args.prob, t=args.threshold,
+            binarizer, jobs, args.output, fmt=args.format, prob=args.prob, t=args.threshold, invert=args.invert,
             overwrite=args.overwrite, handler=handler, progress=progress,
         ))
     print(summary.line(), file=sys.stderr)
     if summary.done:
         print(f"outputs in {args.output}", file=sys.stderr)
     return 1 if summary.failed else 0
-
-
-class _Inverted:
-    """Runs a binarizer on the inverted page."""
-
-    def __init__(self, inner) -> None:  # noqa: ANN001
-        self.inner = inner
-
-    def binarize(self, image):  # noqa: ANN001, ANN201
-        from ..imageio import to_gray
-
-        return self.inner.binarize(1.0 - to_gray(image))
 
 
 def _writer(progress: bool):  # noqa: ANN202
