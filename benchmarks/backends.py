@@ -25,28 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
-
-
-def synthetic_page(width: int, height: int, seed: int = 0) -> np.ndarray:
-    """A grey page (uint8) with lines of dark stroke 'words' on paper with a smooth shading."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("L", (width, height), 225)
-    draw = ImageDraw.Draw(img)
-    for top in range(40, height - 40, 36):
-        x = 30
-        while x < width - 80:
-            word = int(rng.integers(30, 140))
-            for _ in range(word // 10):
-                x0 = x + int(rng.integers(0, word))
-                y0 = top + int(rng.integers(2, 14))
-                draw.line((x0, y0, x0 + int(rng.integers(-6, 9)), y0 + int(rng.integers(6, 18))),
-                          fill=int(rng.integers(20, 70)), width=int(rng.integers(2, 4)))
-            x += word + int(rng.integers(14, 30))
-    a = np.asarray(img, dtype=np.float32)
-    yy, xx = np.mgrid[0:height, 0:width]
-    a += 18 * np.sin(xx / 300.0) * np.cos(yy / 250.0) + rng.normal(0, 3, a.shape)
-    return np.clip(a, 0, 255).astype(np.uint8)
+from pages import synthetic_page
 
 
 def _times(fn, repeat: int) -> list[float]:

@@ -22,22 +22,16 @@ import sys
 import tempfile
 import time
 
+from pages import save_page
+
 CHILD = r"""
 import json, resource, sys, time
-import numpy as np, torch
+import torch
 args = json.loads(sys.argv[1])
 torch.set_num_threads(args["threads"])
 from ocrobin.infer import Binarizer
 from ocrobin.imageio import read_gray
-if args["page"]:
-    gray = read_gray(args["page"])
-else:
-    w, h = args["size"]
-    rng = np.random.default_rng(0)
-    gray = np.full((h, w), 0.85, np.float32)
-    for y in range(40, h - 40, 48):
-        gray[y:y + 6, 40:w - 40] = 0.15 + 0.1 * rng.random((min(6, h - y), w - 80), dtype=np.float32)
-    gray += rng.normal(0, 0.03, gray.shape).astype(np.float32)
+gray = read_gray(args["page"])
 b = Binarizer(args["model"], tile=args["tile"])
 times = []
 for _ in range(args["repeats"]):
@@ -47,20 +41,6 @@ for _ in range(args["repeats"]):
 print(json.dumps({"times": times, "pixels": int(gray.size), "model": b.name,
                   "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
-
-
-def make_page(path: str, size: tuple[int, int]) -> None:
-    import numpy as np
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = None  # our own page, however large
-    w, h = size
-    rng = np.random.default_rng(0)
-    a = np.full((h, w), 215, np.uint8)
-    for y in range(40, h - 40, 48):
-        a[y:y + 6, 40:w - 40] = 40
-    a = np.clip(a.astype(np.int16) + rng.integers(-8, 9, a.shape, dtype=np.int16), 0, 255).astype(np.uint8)
-    Image.fromarray(a).save(path, dpi=(300, 300))
 
 
 def main() -> int:
@@ -74,11 +54,17 @@ def main() -> int:
     p.add_argument("--cli", action="store_true", help="time 'ocrobin binarize' end to end instead")
     args = p.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as d:
+        page = args.page or os.path.join(d, "page.png")
+        if not args.page:
+            save_page(page, *size)
+        return measure(args, page)
+
+
+def measure(args: argparse.Namespace, page: str) -> int:
+    """Time the model (or the whole CLI) on the page file ``page`` and print the figures."""
     if args.cli:
         with tempfile.TemporaryDirectory() as d:
-            page = args.page or os.path.join(d, "page.png")
-            if not args.page:
-                make_page(page, size)
             cmd = [sys.executable, "-m", "ocrobin", "binarize", page, "-o", os.path.join(d, "out"), "--overwrite",
                    "--no-progress", "--threads", str(args.threads)]
             if args.model:
@@ -87,19 +73,19 @@ def main() -> int:
                 cmd += ["--tile", str(args.tile)]
             times = []
             for _ in range(args.repeats):
-                before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
                 t = time.perf_counter()
                 subprocess.run(cmd, check=True, capture_output=True)
                 times.append(time.perf_counter() - t)
-            rss = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-            from PIL import Image
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        from PIL import Image
 
-            with Image.open(page) as im:
-                pixels = im.size[0] * im.size[1]
+        Image.MAX_IMAGE_PIXELS = None
+        with Image.open(page) as im:
+            pixels = im.size[0] * im.size[1]
         name = args.model or "default"
     else:
-        spec = {"model": args.model, "page": args.page, "size": size, "repeats": args.repeats + 1,
-                "threads": args.threads, "tile": args.tile}
+        spec = {"model": args.model, "page": page, "repeats": args.repeats + 1, "threads": args.threads,
+                "tile": args.tile}
         r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(spec)], check=True, capture_output=True,
                            text=True)
         res = json.loads(r.stdout.strip().splitlines()[-1])
