@@ -74,3 +74,23 @@ def test_tiled_fcn_equals_untiled_with_enough_context():
     tiled = Binarizer(info, tile=200, overlap=64).binarize(g)
     assert np.abs(full - tiled).max() < 0.05
     assert ((full > 0.5) == (tiled > 0.5)).mean() > 0.99
+
+
+def test_page_norm_of_the_model_is_applied_to_the_whole_page_before_tiling():
+    torch.manual_seed(0)
+    m = models.build("msfcn", widths=[8, 8, 8, 8], head=4).eval()
+    plain = ModelInfo(m, make_meta(m))
+    normed = ModelInfo(m, {**make_meta(m), "page_norm": dict(models.PAGE_NORM)})
+    rng = np.random.default_rng(0)
+    g = (0.55 + 0.1 * rng.random((300, 260))).astype(np.float32)  # a faint page
+    want = Binarizer(plain, tile=0).binarize(models.normalize_page(g, models.PAGE_NORM))
+    np.testing.assert_allclose(Binarizer(normed, tile=0).binarize(g), want, atol=1e-6)
+    assert np.abs(Binarizer(plain, tile=0).binarize(g) - want).max() > 0.01
+    tiled = Binarizer(normed, tile=200, overlap=64).binarize(g)
+    assert ((tiled > 0.5) == (want > 0.5)).mean() > 0.99
+
+
+def test_default_model_keeps_blank_grainy_paper_white():
+    rng = np.random.default_rng(3)
+    g = np.clip(0.8 + rng.normal(0, 0.015, (400, 300)), 0, 1).astype(np.float32)
+    assert threshold(Binarizer().binarize(g)).mean() < 0.005

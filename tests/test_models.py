@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -41,3 +42,40 @@ def test_lstm2_bn_stats_argument_matches_per_image_mode():
         f = m.features(x)
         stats = (f.mean((0, 2, 3)), f.var((0, 2, 3), unbiased=False))
         torch.testing.assert_close(m(x, bn_stats=stats), m(x), atol=1e-5, rtol=1e-4)
+
+
+def test_normalize_page_stretches_faint_pages_to_full_contrast():
+    rng = np.random.default_rng(0)
+    g = np.full((200, 300), 0.62, np.float32)
+    g[50:60, 20:280] = 0.52  # faint stroke: a tenth of the grey range
+    g += rng.normal(0, 0.003, g.shape).astype(np.float32)
+    before = g.copy()
+    out = models.normalize_page(g, {"low": 0.5, "high": 99.5, "max_gain": 20})
+    np.testing.assert_array_equal(g, before)  # input untouched
+    assert out.dtype == np.float32 and 0.0 <= out.min() and out.max() <= 1.0
+    assert np.median(out[52:58, 30:270]) < 0.1 and np.median(out[100:, :]) > 0.85
+
+
+def test_normalize_page_gain_is_capped_and_keeps_the_paper():
+    rng = np.random.default_rng(1)
+    g = np.clip(0.8 + rng.normal(0, 0.01, (256, 256)), 0, 1).astype(np.float32)  # blank paper, grain only
+    out = models.normalize_page(g, {"low": 0.5, "high": 99.5, "max_gain": 4})
+    assert np.std(out) == pytest.approx(4 * np.std(g), rel=0.05)
+    assert np.percentile(out, 99.5) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_normalize_page_is_the_same_for_subsampled_percentiles(monkeypatch):
+    rng = np.random.default_rng(2)
+    g = rng.random((400, 500)).astype(np.float32) * 0.3 + 0.5
+    monkeypatch.setattr(models, "PAGE_NORM_SAMPLE", 10_000)
+    sub = models.normalize_page(g, models.PAGE_NORM)
+    monkeypatch.setattr(models, "PAGE_NORM_SAMPLE", 10**9)
+    full = models.normalize_page(g, models.PAGE_NORM)
+    assert np.abs(sub - full).max() < 0.05
+
+
+@pytest.mark.parametrize("bad", [{}, {"low": 1, "high": 99}, {"low": 50, "high": 10, "max_gain": 2},
+                                 {"low": 1, "high": 99, "max_gain": 0.5}, {"low": "x", "high": 99, "max_gain": 2}])
+def test_check_page_norm_rejects_bad_specs(bad):
+    with pytest.raises(ValueError, match="page_norm"):
+        models.check_page_norm(bad)

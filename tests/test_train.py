@@ -8,11 +8,22 @@ import torch
 import webdataset as wds
 from PIL import Image
 
+from ocrobin import models
 from ocrobin.cli import main
 from ocrobin.exceptions import DataError, UsageError
 from ocrobin.imageio import encode_png
 from ocrobin.infer import load
-from ocrobin.train import Augment, Source, TrainConfig, Trainer, loss_fn, lr_at, parse_schedule
+from ocrobin.train import (
+    Augment,
+    Source,
+    TrainConfig,
+    Trainer,
+    blank_patch,
+    loss_fn,
+    lr_at,
+    parse_schedule,
+    resolve_page_norm,
+)
 
 from .conftest import text_page
 
@@ -154,3 +165,39 @@ def test_torchrun_two_processes(tmp_path):
     ck = list((tmp_path / "ddp").glob("m-000000016-*.safetensors"))
     assert len(ck) == 1
     assert load(ck[0]).meta["train"]["step"] == 4
+
+
+def test_page_norm_option_parsing():
+    assert resolve_page_norm(None, None, new_model=True) == models.PAGE_NORM
+    assert resolve_page_norm(None, None, new_model=False) is None  # e.g. a legacy model
+    kept = {"low": 1.0, "high": 99.0, "max_gain": 3.0}
+    assert resolve_page_norm(None, kept, new_model=False) == kept
+    assert resolve_page_norm("none", kept, new_model=False) is None
+    assert resolve_page_norm("2,98,5", kept, new_model=False) == {"low": 2.0, "high": 98.0, "max_gain": 5.0}
+    for bad in ("2,98", "a,b,c", "50,10,2", "1,99,0.5"):
+        with pytest.raises(UsageError, match="page-norm"):
+            resolve_page_norm(bad, None, new_model=True)
+
+
+def test_training_pages_are_normalised_like_the_model_and_the_setting_is_kept(tmp_path):
+    root = make_set(tmp_path / "d", n=2)
+    for p in (root / "S" / "img").iterdir():  # squeeze the pages to a sixth of their contrast
+        a = np.asarray(Image.open(p), dtype=np.float32)
+        Image.fromarray((150 + a / 6).astype(np.uint8)).save(p)
+    t = Trainer(cfg(tmp_path, root, ntrain=8, val=str(root), val_every=8))
+    assert t.page_norm == models.PAGE_NORM
+    g = t.pools[0].pages[0].gray
+    assert g.min() < 40 and np.percentile(g, 99.5) > 250
+    assert t.val_pairs[0].gray.min() < 40
+    path = t.run()
+    assert load(path).meta["page_norm"] == models.PAGE_NORM
+    assert Trainer(cfg(tmp_path / "b", root, resume=path)).page_norm == models.PAGE_NORM
+    off = Trainer(cfg(tmp_path / "c", root, resume=path, page_norm="none"))
+    assert off.page_norm is None and off.pools[0].pages[0].gray.min() > 100
+
+
+def test_blank_patches_are_paper_only():
+    rng = np.random.default_rng(0)
+    g, t = blank_patch(96, rng, models.PAGE_NORM)
+    assert g.shape == t.shape == (96, 96) and g.dtype == np.float32
+    assert not t.any() and 0.0 <= g.min() and g.max() <= 1.0 and g.std() > 0.01

@@ -21,7 +21,7 @@ from PIL import Image
 from . import modelfile
 from .exceptions import ModelError
 from .imageio import to_gray
-from .models import Lstm2Seed
+from .models import Lstm2Seed, normalize_page
 
 #: Pages above this many pixels are tiled automatically.
 AUTO_TILE_PIXELS = 6_000_000
@@ -107,6 +107,11 @@ class Binarizer:
         """The model's name."""
         return self.info.name
 
+    @property
+    def page_norm(self) -> dict[str, Any] | None:
+        """The model's page contrast normalisation (its metadata's ``page_norm``), None where it has none."""
+        return self.info.meta.get("page_norm") or None
+
     def _logits(self, x: torch.Tensor, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         if isinstance(self.model, Lstm2Seed):
             return self.model(x, bn_stats=bn_stats)
@@ -151,6 +156,8 @@ class Binarizer:
         h, w = gray.shape
         if gray.size == 0 or float(gray.max() - gray.min()) < BLANK_RANGE:
             return np.zeros((h, w), np.float32)
+        if self.page_norm:
+            gray = normalize_page(gray, self.page_norm)
         side = self._tile_side(gray)
         if not side or (h <= side and w <= side):
             x = torch.from_numpy(gray).to(self.device)[None, None]

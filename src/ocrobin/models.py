@@ -13,9 +13,11 @@ same size; :func:`ink_probability` turns them into probabilities. No file I/O he
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,6 +57,55 @@ def build(arch: str, **hparams: Any) -> nn.Module:
 def ink_probability(logits: torch.Tensor) -> torch.Tensor:
     """Ink probability from a model's logits."""
     return torch.sigmoid(logits)
+
+
+#: Page contrast normalisation of new models (stored as ``page_norm`` in a model file's metadata): the
+#: ``low`` and ``high`` percentiles of a page's grey values become black and white, with at most
+#: ``max_gain`` times the original contrast.
+PAGE_NORM: dict[str, float] = {"low": 0.5, "high": 99.5, "max_gain": 6.0}
+
+#: Percentiles are measured on an even subsample of about this many pixels.
+PAGE_NORM_SAMPLE = 1_000_000
+
+
+def check_page_norm(spec: Mapping[str, Any]) -> dict[str, float]:
+    """Validate a ``page_norm`` specification.
+
+    Raises:
+        ValueError: keys missing or values out of range.
+    """
+    try:
+        out = {k: float(spec[k]) for k in ("low", "high", "max_gain")}
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"page_norm needs numeric low, high and max_gain, got {dict(spec)!r}") from e
+    if not (0.0 <= out["low"] < out["high"] <= 100.0 and out["max_gain"] >= 1.0):
+        raise ValueError(f"page_norm needs 0 ≤ low < high ≤ 100 and max_gain ≥ 1, got {out}")
+    return out
+
+
+def normalize_page(gray: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
+    """Stretch a page's grey range so its ``high`` percentile becomes white and its ``low`` one black.
+
+    Why: faint ink and low-contrast scans (faded pages, one band of a multispectral capture) then reach
+    the network as the contrast it learnt from. The paper end is kept and the gain capped, so a blank
+    page's paper texture is not blown up into ink. Measured on the whole page, so all tiles of a page
+    share one mapping.
+
+    Args:
+        gray: float32 page in [0, 1] (0 = black).
+        spec: ``low``, ``high`` (percentiles) and ``max_gain``, see :data:`PAGE_NORM`.
+
+    Returns:
+        A new float32 array in [0, 1].
+    """
+    sp = check_page_norm(spec)
+    step = max(1, int(math.sqrt(gray.size / PAGE_NORM_SAMPLE)))
+    lo, hi = np.percentile(gray[::step, ::step], [sp["low"], sp["high"]])
+    gain = np.float32(min(1.0 / max(float(hi - lo), 1e-6), sp["max_gain"]))
+    out = np.subtract(gray, np.float32(hi), dtype=np.float32)
+    out *= gain
+    out += np.float32(1.0)
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def count_parameters(model: nn.Module) -> int:

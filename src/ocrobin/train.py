@@ -97,9 +97,11 @@ def _to_u8(gray: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(gray * 255.0), 0, 255).astype(np.uint8)
 
 
-def _check_pair(gray: np.ndarray, ink: np.ndarray, name: str) -> Pair:
+def _check_pair(gray: np.ndarray, ink: np.ndarray, name: str, page_norm: dict[str, float] | None = None) -> Pair:
     if gray.shape != ink.shape:
         raise DataError(f"{name}: image {gray.shape} and ground truth {ink.shape} differ in size")
+    if page_norm:
+        gray = models.normalize_page(gray, page_norm)
     return Pair(_to_u8(gray), ink, name)
 
 
@@ -123,6 +125,8 @@ class Source:
         self.spec = path
         self.seed = seed
         self.gray_key = gray_key
+        #: contrast normalisation applied to each whole page as it is read (the model's, set by the trainer)
+        self.page_norm: dict[str, float] | None = None
         p = Path(path)
         if p.is_dir():
             self.kind = "folder"
@@ -146,7 +150,7 @@ class Source:
             raise DataError(f"{name}: sample has no {shards.BIN_KEY!r} ground truth")
         gray = decode_gray(sample[key], name)
         ink = decode_gray(sample[shards.BIN_KEY], name) < 0.5
-        return _check_pair(gray, ink, name)
+        return _check_pair(gray, ink, name, self.page_norm)
 
     def pages(self, start: int = 0) -> Iterator[Pair]:
         """Pages from position ``start`` on (positions count across passes); skipped ones cost no decoding."""
@@ -160,7 +164,7 @@ class Source:
                         img, gt = item
                         gray = read_gray(img)
                         ink = read_gray(gt) < 0.5
-                        yield _check_pair(gray, ink, str(img))
+                        yield _check_pair(gray, ink, str(img), self.page_norm)
                     pos += 1
                     produced = True
                 else:
@@ -209,6 +213,7 @@ class Augment:
     contrast: float = 0.5
     ghost: float = 0.3
     ghost_strength: tuple[float, float] = (0.1, 0.6)
+    blank: float = 0.03
 
 
 def sample_patch(page: Pair, size: int, rng: np.random.Generator, aug: Augment,
@@ -263,6 +268,21 @@ def sample_patch(page: Pair, size: int, rng: np.random.Generator, aug: Augment,
     if rng.random() < aug.random_invert:
         gray = 1.0 - gray
     return gray.astype(np.float32), ink
+
+
+def blank_patch(size: int, rng: np.random.Generator, page_norm: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """A page without ink: paper level, a smooth stain and grain, contrast-normalised as a whole page would be.
+
+    Why: page normalisation stretches the texture of a blank page by its largest gain; these patches teach
+    the network that stretched grain and stains are still paper.
+    """
+    paper = rng.uniform(0.4, 0.95)
+    low = rng.normal(0.0, 1.0, (size // 32 + 2, size // 32 + 2)).astype(np.float32)
+    stain = F.interpolate(torch.from_numpy(low)[None, None], size=(size, size), mode="bicubic",
+                          align_corners=False)[0, 0].numpy()
+    gray = paper + rng.uniform(0.0, 0.05) * stain + rng.normal(0.0, rng.uniform(0.003, 0.03), (size, size))
+    gray = models.normalize_page(np.clip(gray, 0.0, 1.0).astype(np.float32), page_norm)
+    return gray, np.zeros((size, size), np.float32)
 
 
 def _add_ghost(gray: np.ndarray, ink: np.ndarray, ghost: Pair, rng: np.random.Generator, aug: Augment) -> np.ndarray:
@@ -374,8 +394,35 @@ class TrainConfig:
     refresh: int = 4
     augment: Augment = field(default_factory=Augment)
     gray_key: str = shards.GRAY_KEY
+    page_norm: str | None = None
     progress: bool = True
     command: str = ""
+
+
+def resolve_page_norm(spec: str | None, inherited: dict[str, Any] | None, new_model: bool) -> dict[str, float] | None:
+    """The page normalisation a run trains with.
+
+    Args:
+        spec: ``--page-norm``: ``LOW,HIGH,MAX_GAIN``, ``none``, or None (keep the resumed model's; a new
+            model gets :data:`ocrobin.models.PAGE_NORM`).
+        inherited: the ``page_norm`` of the model resumed from, if any.
+        new_model: whether the run builds a new model.
+
+    Raises:
+        UsageError: ``spec`` is malformed.
+    """
+    if spec is None:
+        base = dict(models.PAGE_NORM) if new_model else inherited
+        return models.check_page_norm(base) if base else None
+    if spec.strip().lower() == "none":
+        return None
+    parts = spec.split(",")
+    if len(parts) != 3:
+        raise UsageError(f"--page-norm wants LOW,HIGH,MAX_GAIN or 'none', got {spec!r}")
+    try:
+        return models.check_page_norm(dict(zip(("low", "high", "max_gain"), parts, strict=True)))
+    except ValueError as e:
+        raise UsageError(f"--page-norm: {e}") from e
 
 
 def _dist() -> tuple[int, int]:
@@ -426,6 +473,10 @@ class Trainer:
                 raise UsageError(str(e)) from e
             self.arch = cfg.arch
             self.base_meta = {}
+        self.page_norm = resolve_page_norm(cfg.page_norm, self.base_meta.get("page_norm") if cfg.resume else None,
+                                           new_model=not cfg.resume)
+        for s in self.sources:
+            s.page_norm = self.page_norm
         if isinstance(self.model, models.Lstm2Seed):
             self.model.per_image_bn = True
         self.model.train()
@@ -455,7 +506,7 @@ class Trainer:
         self.val_pairs: list[Pair] = []
         if cfg.val and self.rank == 0:
             for img, gt in complete_pairs(Path(cfg.val)):
-                self.val_pairs.append(_check_pair(read_gray(img), read_gray(gt) < 0.5, str(img)))
+                self.val_pairs.append(_check_pair(read_gray(img), read_gray(gt) < 0.5, str(img), self.page_norm))
         self.last_val: float | None = None
         self.val_at = -1
         self._stop = False
@@ -471,7 +522,10 @@ class Trainer:
             if rng.random() < self.cfg.augment.ghost:
                 other = self.pools[int(rng.integers(len(self.pools)))]
                 ghost = other.pages[int(rng.integers(len(other.pages)))]
-            g, t = sample_patch(page, self.cfg.patch, rng, self.cfg.augment, ghost)
+            if self.page_norm and rng.random() < self.cfg.augment.blank:
+                g, t = blank_patch(self.cfg.patch, rng, self.page_norm)
+            else:
+                g, t = sample_patch(page, self.cfg.patch, rng, self.cfg.augment, ghost)
             xs.append(g)
             ys.append(t)
         return torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys))[:, None]
@@ -515,6 +569,8 @@ class Trainer:
         )
         meta = make_meta(self.model, **prov)
         meta["name"] = Path(self.cfg.output).name
+        if self.page_norm:
+            meta["page_norm"] = self.page_norm
         meta["train"] = {
             "step": self.step,
             "optimizer": self.cfg.optimizer,

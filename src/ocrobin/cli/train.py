@@ -46,6 +46,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="AdamW or SGD with momentum 0.9 (the original used SGD)")
     p.add_argument("--pool", type=int, default=24, metavar="N", help="pages held in memory per source")
+    p.add_argument("--page-norm", default=None, metavar="LOW,HIGH,GAIN",
+                   help="page contrast normalisation: grey percentiles LOW and HIGH become black and white, at most "
+                   "GAIN times the contrast; 'none' turns it off (default: the resumed model's; a new model gets "
+                   "0.5,99.5,6)")
     p.add_argument("--input-key", default="gray.png", help="sample key of the input page in shards")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, output=args.output, schedule=args.lr, batch=args.batchsize, resume=args.model,
         save_every=args.save_every, ntrain=args.ntrain, maxtrain=args.maxtrain, arch=args.arch, hparams=hparams,
         patch=args.patch, val=args.val, val_every=args.val_every, threads=args.threads, seed=args.seed,
-        optimizer=args.optimizer, pool=args.pool, gray_key=args.input_key, progress=not args.no_progress,
+        optimizer=args.optimizer, pool=args.pool, gray_key=args.input_key, page_norm=args.page_norm,
+        progress=not args.no_progress,
         augment=Augment(min_range=args.min_range, random_invert=args.random_invert),
         command="ocrobin " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
