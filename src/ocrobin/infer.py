@@ -10,7 +10,7 @@ are measured on the whole page first and shared by all tiles, so only the LSTMs'
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from PIL import Image
 from . import modelfile
 from .exceptions import ModelError
 from .imageio import to_gray
-from .models import Lstm2Seed, normalize_page
+from .models import Lstm2Seed, apply_page_norm, page_norm_mapping
 
 #: Pages above this many pixels are tiled automatically.
 AUTO_TILE_PIXELS = 6_000_000
@@ -117,7 +117,8 @@ class Binarizer:
             return self.model(x, bn_stats=bn_stats)
         return self.model(x)
 
-    def _page_bn_stats(self, gray: np.ndarray, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _page_bn_stats(self, gray: np.ndarray, tile: int,
+                       prepared: Callable[[np.ndarray], np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and (biased) variance of the first convolution over the whole page."""
         assert isinstance(self.model, Lstm2Seed)
         total = None
@@ -126,7 +127,7 @@ class Binarizer:
         h, w = gray.shape
         for y0, y1, ky0, ky1 in tiles(h, tile, 1):
             for x0, x1, kx0, kx1 in tiles(w, tile, 1):
-                x = torch.from_numpy(gray[y0:y1, x0:x1]).to(self.device)[None, None]
+                x = torch.from_numpy(prepared(gray[y0:y1, x0:x1])).to(self.device)[None, None]
                 f = self.model.features(x)[0, :, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0].double()
                 s, s2 = f.sum((1, 2)), (f * f).sum((1, 2))
                 total = s if total is None else total + s
@@ -156,18 +157,22 @@ class Binarizer:
         h, w = gray.shape
         if gray.size == 0 or float(gray.max() - gray.min()) < BLANK_RANGE:
             return np.zeros((h, w), np.float32)
-        if self.page_norm:
-            gray = normalize_page(gray, self.page_norm)
+        mapping = page_norm_mapping(gray, self.page_norm) if self.page_norm else None
+
+        def prepared(a: np.ndarray) -> np.ndarray:
+            # the page's normalisation, applied tile by tile: no normalised copy of a huge page
+            return apply_page_norm(a, mapping) if mapping else np.ascontiguousarray(a)
+
         side = self._tile_side(gray)
         if not side or (h <= side and w <= side):
-            x = torch.from_numpy(gray).to(self.device)[None, None]
+            x = torch.from_numpy(prepared(gray)).to(self.device)[None, None]
             return torch.sigmoid(self._logits(x)).float().cpu().numpy()[0, 0]
-        stats = self._page_bn_stats(gray, side) if isinstance(self.model, Lstm2Seed) else None
+        stats = self._page_bn_stats(gray, side, prepared) if isinstance(self.model, Lstm2Seed) else None
         out = np.empty((h, w), np.float32)
         ov = min(self.overlap, side // 4)
         for y0, y1, ky0, ky1 in tiles(h, side, ov):
             for x0, x1, kx0, kx1 in tiles(w, side, ov):
-                x = torch.from_numpy(np.ascontiguousarray(gray[y0:y1, x0:x1])).to(self.device)[None, None]
+                x = torch.from_numpy(prepared(gray[y0:y1, x0:x1])).to(self.device)[None, None]
                 p = torch.sigmoid(self._logits(x, stats)).float().cpu().numpy()[0, 0]
                 out[ky0:ky1, kx0:kx1] = p[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
         return out

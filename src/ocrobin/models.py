@@ -83,13 +83,33 @@ def check_page_norm(spec: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def page_norm_mapping(gray: np.ndarray, spec: Mapping[str, Any]) -> tuple[float, float]:
+    """The affine grey mapping of :func:`normalize_page` for one page: (white point, gain).
+
+    Measured once on the whole page, so tiles of a large page can each be mapped on their own with
+    :func:`apply_page_norm` without a normalised copy of the whole page.
+    """
+    sp = check_page_norm(spec)
+    step = max(1, int(math.sqrt(gray.size / PAGE_NORM_SAMPLE)))
+    lo, hi = np.percentile(gray[::step, ::step], [sp["low"], sp["high"]])
+    return float(hi), min(1.0 / max(float(hi - lo), 1e-6), sp["max_gain"])
+
+
+def apply_page_norm(gray: np.ndarray, mapping: tuple[float, float]) -> np.ndarray:
+    """Map grey values with a (white point, gain) pair from :func:`page_norm_mapping`; a new float32 array."""
+    hi, gain = mapping
+    out = np.subtract(gray, np.float32(hi), dtype=np.float32)
+    out *= np.float32(gain)
+    out += np.float32(1.0)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
 def normalize_page(gray: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     """Stretch a page's grey range so its ``high`` percentile becomes white and its ``low`` one black.
 
     Why: faint ink and low-contrast scans (faded pages, one band of a multispectral capture) then reach
     the network as the contrast it learnt from. The paper end is kept and the gain capped, so a blank
-    page's paper texture is not blown up into ink. Measured on the whole page, so all tiles of a page
-    share one mapping.
+    page's paper texture is not blown up into ink.
 
     Args:
         gray: float32 page in [0, 1] (0 = black).
@@ -98,14 +118,7 @@ def normalize_page(gray: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     Returns:
         A new float32 array in [0, 1].
     """
-    sp = check_page_norm(spec)
-    step = max(1, int(math.sqrt(gray.size / PAGE_NORM_SAMPLE)))
-    lo, hi = np.percentile(gray[::step, ::step], [sp["low"], sp["high"]])
-    gain = np.float32(min(1.0 / max(float(hi - lo), 1e-6), sp["max_gain"]))
-    out = np.subtract(gray, np.float32(hi), dtype=np.float32)
-    out *= gain
-    out += np.float32(1.0)
-    return np.clip(out, 0.0, 1.0, out=out)
+    return apply_page_norm(gray, page_norm_mapping(gray, spec))
 
 
 def count_parameters(model: nn.Module) -> int:
