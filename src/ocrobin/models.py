@@ -65,7 +65,7 @@ def ink_probability(logits: torch.Tensor) -> torch.Tensor:
 PAGE_NORM: dict[str, float] = {"low": 0.5, "high": 99.5, "max_gain": 6.0}
 
 #: Percentiles are measured on an even subsample of about this many pixels.
-PAGE_NORM_SAMPLE = 1_000_000
+PAGE_NORM_SAMPLE = 250_000
 
 
 def check_page_norm(spec: Mapping[str, Any]) -> dict[str, float]:
