@@ -213,6 +213,9 @@ class Augment:
     contrast: float = 0.5
     ghost: float = 0.3
     ghost_strength: tuple[float, float] = (0.1, 0.6)
+    #: show-through is seen through the paper, so it is always blurred; faint *sharp* strokes (pencil,
+    #: faded ink on the front) are text and must not be learnt as paper
+    ghost_blur: tuple[float, float] = (1.5, 3.5)
     blank: float = 0.03
 
 
@@ -294,7 +297,7 @@ def _add_ghost(gray: np.ndarray, ink: np.ndarray, ghost: Pair, rng: np.random.Ge
     g = np.zeros((size, size), np.float32)
     crop = ghost.ink[y0:y0 + size, x0:x0 + size].astype(np.float32)
     g[:crop.shape[0], :crop.shape[1]] = crop
-    g = _blur(g[:, ::-1].copy(), rng.uniform(0.8, 3.0))
+    g = _blur(g[:, ::-1].copy(), rng.uniform(*aug.ghost_blur))
     paper = float(np.percentile(gray, 90))
     ink_level = float(np.percentile(gray[ink > 0.5], 30)) if (ink > 0.5).sum() > 20 else paper - 0.5
     contrast = max(0.05, paper - ink_level)
