@@ -73,3 +73,25 @@ def test_release_drops_training_state(tmp_path):
     assert info.meta["name"] == "mine" and info.meta["provenance"]["samples"] == 7
     assert out.stat().st_size < ck.stat().st_size
     assert main(["export", str(ck)]) == 2
+
+
+@pytest.mark.parametrize("arch,hp", [("msfcn", {"widths": [8, 8, 8, 8], "head": 4}), ("lstm2-seed", {})])
+def test_release_with_threshold_moves_the_cut_to_that_probability(tmp_path, arch, hp):
+    from ocrobin.cli import main
+
+    torch.manual_seed(0)
+    m = models.build(arch, **hp).eval()
+    ck = tmp_path / "ck.safetensors"
+    save_model(ck, m, make_meta(m))
+    out = tmp_path / "cal.safetensors"
+    assert main(["export", str(ck), "--release", str(out), "--threshold", "0.4"]) == 0
+    cal = load_model(out)
+    assert cal.meta["provenance"]["calibrated_threshold"] == 0.4
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        before, after = torch.sigmoid(m(x)), torch.sigmoid(cal.model(x))
+    assert torch.equal(after > 0.5, before > 0.4)
+    torch.testing.assert_close(torch.logit(after), torch.logit(before) - torch.logit(torch.tensor(0.4)),
+                               atol=1e-4, rtol=0)
+    assert main(["export", str(ck), "--release", str(out), "--threshold", "1.5"]) == 2
+    assert main(["export", str(ck), "--onnx", str(tmp_path / "x.onnx"), "--threshold", "0.4"]) == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -175,21 +176,37 @@ def packaged_path(name: str) -> Path:
 
 
 def release_model(src: str | os.PathLike[str] | ModelInfo, path: str | os.PathLike[str], name: str | None = None,
-                  **provenance: Any) -> str:
+                  threshold: float | None = None, **provenance: Any) -> str:
     """Write a model without its training state (optimizer, RNG, data positions): what a package ships.
 
     Args:
         src: a checkpoint path or a loaded model.
         path: output file.
         name: model name recorded in the metadata.
+        threshold: calibrate the output so that the usual cut at probability 0.5 acts as a cut at
+            ``threshold`` of the source model (found on training pages, e.g. with
+            ``benchmarks/threshold_sweep.py``); every tool that thresholds at 0.5 then uses it.
         provenance: entries added to the metadata's provenance.
 
     Returns:
         the weights' SHA-256.
+
+    Raises:
+        ModelError: ``threshold`` outside (0, 1) or the architecture has no output bias.
     """
     info = src if isinstance(src, ModelInfo) else load_model(src)
     meta = {k: v for k, v in info.meta.items() if k not in ("train", "sha256")}
     meta["provenance"] = {**meta.get("provenance", {}), **provenance}
+    if threshold is not None:
+        if not 0.0 < threshold < 1.0:
+            raise ModelError(f"threshold must lie in (0, 1), got {threshold}")
+        try:
+            bias = models.output_bias(info.model)
+        except TypeError as e:
+            raise ModelError(str(e)) from e
+        with torch.no_grad():
+            bias -= math.log(threshold / (1.0 - threshold))
+        meta["provenance"]["calibrated_threshold"] = threshold
     if name:
         meta["name"] = name
     return save_model(path, info.model, meta)

@@ -121,6 +121,19 @@ def normalize_page(gray: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     return apply_page_norm(gray, page_norm_mapping(gray, spec))
 
 
+def output_bias(model: nn.Module) -> torch.Tensor:
+    """The bias added to every output logit (used to calibrate a model's threshold).
+
+    Raises:
+        TypeError: the architecture has no single output bias.
+    """
+    if isinstance(model, MultiScaleFCN):
+        return model.head_bias
+    if isinstance(model, Lstm2Seed) and model.out.bias is not None:
+        return model.out.bias
+    raise TypeError(f"{type(model).__name__} has no single output bias")
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters())

@@ -21,6 +21,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
                    help="write our model file without training state (optimizer, RNG, data positions): the "
                    "form in which a trained checkpoint is shipped")
     p.add_argument("--name", default=None, help="model name recorded in the --release file")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="with --release: calibrate the model so that the usual cut at probability 0.5 acts as a cut "
+                   "at T of the checkpoint (a threshold found on training pages, see "
+                   "benchmarks/threshold_sweep.py)")
     p.add_argument("--opset", type=int, default=None, metavar="N",
                    help="ONNX opset version (default: 17 with the torchscript exporter, 18 with dynamo)")
     p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
@@ -36,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.onnx and not args.release:
         raise UsageError("give --onnx OUT.onnx and/or --release OUT.safetensors")
+    if args.threshold is not None and not args.release:
+        raise UsageError("--threshold calibrates a --release file; give --release OUT.safetensors")
     if args.release:
         from ..infer import load
         from ..modelfile import release_model
 
         info = load(args.model)
-        digest = release_model(info, args.release, name=args.name)
+        digest = release_model(info, args.release, name=args.name, threshold=args.threshold)
         print(f"{args.release}: {info.meta['arch']}, {info.meta['parameters']} parameters, sha256 {digest[:16]}")
         if not args.onnx:
             return 0
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise UsageError(f"ONNX export needs the onnx extra ({e.name} is missing): "
                          "pip install 'ocrobin[onnx]'") from e
-    report = export_onnx(args.model, args.onnx, opset=args.opset, exporter=args.exporter,
+    report = export_onnx(args.release or args.model, args.onnx, opset=args.opset, exporter=args.exporter,
                          check=not args.no_check)
     checked = "not checked" if report.max_diff is None else f"max |Δp| vs PyTorch {report.max_diff:.1e}"
     name = report.meta.get("name", report.meta.get("arch"))
