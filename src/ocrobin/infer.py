@@ -118,7 +118,7 @@ class Binarizer:
         return self.model(x)
 
     def _page_bn_stats(self, gray: np.ndarray, tile: int,
-                       prepared: Callable[[np.ndarray], np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+                       prepared: Callable[[np.ndarray], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and (biased) variance of the first convolution over the whole page."""
         assert isinstance(self.model, Lstm2Seed)
         total = None
@@ -127,8 +127,8 @@ class Binarizer:
         h, w = gray.shape
         for y0, y1, ky0, ky1 in tiles(h, tile, 1):
             for x0, x1, kx0, kx1 in tiles(w, tile, 1):
-                x = torch.from_numpy(prepared(gray[y0:y1, x0:x1])).to(self.device)[None, None]
-                f = self.model.features(x)[0, :, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0].double()
+                f = self.model.features(prepared(gray[y0:y1, x0:x1]))
+                f = f[0, :, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0].double()
                 s, s2 = f.sum((1, 2)), (f * f).sum((1, 2))
                 total = s if total is None else total + s
                 total2 = s2 if total2 is None else total2 + s2
@@ -159,21 +159,21 @@ class Binarizer:
             return np.zeros((h, w), np.float32)
         mapping = page_norm_mapping(gray, self.page_norm) if self.page_norm else None
 
-        def prepared(a: np.ndarray) -> np.ndarray:
+        def prepared(a: np.ndarray) -> torch.Tensor:
             # the page's normalisation, applied tile by tile: no normalised copy of a huge page
-            return apply_page_norm(a, mapping) if mapping else np.ascontiguousarray(a)
+            x = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+            return (apply_page_norm(x, mapping) if mapping else x)[None, None]
 
         side = self._tile_side(gray)
         if not side or (h <= side and w <= side):
-            x = torch.from_numpy(prepared(gray)).to(self.device)[None, None]
+            x = prepared(gray)
             return torch.sigmoid(self._logits(x)).float().cpu().numpy()[0, 0]
         stats = self._page_bn_stats(gray, side, prepared) if isinstance(self.model, Lstm2Seed) else None
         out = np.empty((h, w), np.float32)
         ov = min(self.overlap, side // 4)
         for y0, y1, ky0, ky1 in tiles(h, side, ov):
             for x0, x1, kx0, kx1 in tiles(w, side, ov):
-                x = torch.from_numpy(prepared(gray[y0:y1, x0:x1])).to(self.device)[None, None]
-                p = torch.sigmoid(self._logits(x, stats)).float().cpu().numpy()[0, 0]
+                p = torch.sigmoid(self._logits(prepared(gray[y0:y1, x0:x1]), stats)).float().cpu().numpy()[0, 0]
                 out[ky0:ky1, kx0:kx1] = p[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
         return out
 

@@ -95,13 +95,13 @@ def page_norm_mapping(gray: np.ndarray, spec: Mapping[str, Any]) -> tuple[float,
     return float(hi), min(1.0 / max(float(hi - lo), 1e-6), sp["max_gain"])
 
 
-def apply_page_norm(gray: np.ndarray, mapping: tuple[float, float]) -> np.ndarray:
-    """Map grey values with a (white point, gain) pair from :func:`page_norm_mapping`; a new float32 array."""
+def apply_page_norm(x: torch.Tensor, mapping: tuple[float, float]) -> torch.Tensor:
+    """Map grey values with a (white point, gain) pair from :func:`page_norm_mapping`; a new float32 tensor.
+
+    In torch rather than NumPy: it runs on the inference threads, a few milliseconds per megapixel.
+    """
     hi, gain = mapping
-    out = np.subtract(gray, np.float32(hi), dtype=np.float32)
-    out *= np.float32(gain)
-    out += np.float32(1.0)
-    return np.clip(out, 0.0, 1.0, out=out)
+    return (x.float() - hi).mul_(gain).add_(1.0).clamp_(0.0, 1.0)
 
 
 def normalize_page(gray: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
@@ -118,7 +118,7 @@ def normalize_page(gray: np.ndarray, spec: Mapping[str, Any]) -> np.ndarray:
     Returns:
         A new float32 array in [0, 1].
     """
-    return apply_page_norm(gray, page_norm_mapping(gray, spec))
+    return apply_page_norm(torch.from_numpy(np.ascontiguousarray(gray)), page_norm_mapping(gray, spec)).numpy()
 
 
 def output_bias(model: nn.Module) -> torch.Tensor:
