@@ -27,7 +27,7 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def msfcn_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random-init msfcn model file (BatchNorm statistics made non-trivial)."""
+    """A small random-init msfcn model file (BatchNorm statistics made non-trivial, page normalisation on)."""
     torch.manual_seed(3)
     net = models.build("msfcn", widths=(8, 12, 16, 24), head=4)
     for m in net.modules():
@@ -35,7 +35,9 @@ def msfcn_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
             m.running_mean.uniform_(-0.2, 0.2)
             m.running_var.uniform_(0.5, 1.5)
     path = tmp_path_factory.mktemp("models") / "tiny-msfcn.safetensors"
-    save_model(path, net.eval(), make_meta(net, data="random init for tests"))
+    meta = make_meta(net, data="random init for tests")
+    meta["page_norm"] = {"low": 1.0, "high": 99.0, "max_gain": 6.0}
+    save_model(path, net.eval(), meta)
     return path
 
 
@@ -61,6 +63,14 @@ def test_msfcn_onnxruntime_matches_torch_on_a_page(msfcn_file: Path, msfcn_onnx:
     assert got.shape == page.shape and got.dtype == np.float32
     assert np.abs(got - ref).max() <= TOL
     assert ref.std() > 0.01  # a page, not a constant: the comparison means something
+
+
+def test_onnx_binarizer_applies_the_models_page_normalisation(msfcn_file: Path, msfcn_onnx: Path) -> None:
+    faint = (150 + text_page(150, 233, seed=2) / 6).astype(np.uint8)  # a sixth of the contrast
+    onnx_binarizer = OnnxBinarizer(msfcn_onnx, threads=1, tile=0)
+    assert onnx_binarizer.page_norm == {"low": 1.0, "high": 99.0, "max_gain": 6.0}
+    ref = Binarizer(msfcn_file, tile=0).binarize(faint)
+    assert np.abs(onnx_binarizer.binarize(faint) - ref).max() <= TOL
 
 
 def test_msfcn_tiled_matches_torch_tiled(msfcn_file: Path, msfcn_onnx: Path) -> None:
