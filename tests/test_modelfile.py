@@ -6,7 +6,15 @@ from safetensors import safe_open
 
 from ocrobin import models
 from ocrobin.exceptions import ModelError
-from ocrobin.modelfile import load_model, make_meta, packaged_models, packaged_path, read_meta, save_model
+from ocrobin.modelfile import (
+    load_model,
+    make_meta,
+    packaged_models,
+    packaged_path,
+    read_meta,
+    release_model,
+    save_model,
+)
 
 
 def test_round_trip_keeps_weights_and_metadata(tmp_path):
@@ -93,5 +101,9 @@ def test_release_with_threshold_moves_the_cut_to_that_probability(tmp_path, arch
     assert torch.equal(after > 0.5, before > 0.4)
     torch.testing.assert_close(torch.logit(after), torch.logit(before) - torch.logit(torch.tensor(0.4)),
                                atol=1e-4, rtol=0)
+    info = load_model(ck)
+    kept = {k: v.clone() for k, v in info.model.state_dict().items()}
+    release_model(info, tmp_path / "cal2.safetensors", threshold=0.3)
+    assert all(torch.equal(v, info.model.state_dict()[k]) for k, v in kept.items())  # source untouched
     assert main(["export", str(ck), "--release", str(out), "--threshold", "1.5"]) == 2
     assert main(["export", str(ck), "--onnx", str(tmp_path / "x.onnx"), "--threshold", "0.4"]) == 2

@@ -9,6 +9,7 @@ weights, checked on load. Training checkpoints add optimizer and RNG state under
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -197,11 +198,13 @@ def release_model(src: str | os.PathLike[str] | ModelInfo, path: str | os.PathLi
     info = src if isinstance(src, ModelInfo) else load_model(src)
     meta = {k: v for k, v in info.meta.items() if k not in ("train", "sha256")}
     meta["provenance"] = {**meta.get("provenance", {}), **provenance}
+    model = info.model
     if threshold is not None:
         if not 0.0 < threshold < 1.0:
             raise ModelError(f"threshold must lie in (0, 1), got {threshold}")
+        model = copy.deepcopy(model)  # the caller's model stays as it was
         try:
-            bias = models.output_bias(info.model)
+            bias = models.output_bias(model)
         except TypeError as e:
             raise ModelError(str(e)) from e
         with torch.no_grad():
@@ -209,4 +212,4 @@ def release_model(src: str | os.PathLike[str] | ModelInfo, path: str | os.PathLi
         meta["provenance"]["calibrated_threshold"] = threshold
     if name:
         meta["name"] = name
-    return save_model(path, info.model, meta)
+    return save_model(path, model, meta)
