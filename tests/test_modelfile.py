@@ -107,3 +107,28 @@ def test_release_with_threshold_moves_the_cut_to_that_probability(tmp_path, arch
     assert all(torch.equal(v, info.model.state_dict()[k]) for k, v in kept.items())  # source untouched
     assert main(["export", str(ck), "--release", str(out), "--threshold", "1.5"]) == 2
     assert main(["export", str(ck), "--onnx", str(tmp_path / "x.onnx"), "--threshold", "0.4"]) == 2
+
+
+def test_weights_checked_against_the_architecture_before_use(tmp_path):
+    from safetensors.torch import save_file
+
+    m = models.build("lstm2-seed")
+    meta = make_meta(m)
+    state = {k: v.contiguous() for k, v in m.state_dict().items()}
+    cases = {
+        "missing": {k: v for k, v in state.items() if k != "out.bias"},
+        "shape": {**state, "conv.weight": torch.zeros(8, 1, 3, 2)},
+        "dtype": {**state, "bn.weight": torch.zeros(8, dtype=torch.int32)},
+        "extra": {**state, "lstm.evil": torch.zeros(2)},
+    }
+    for name, tensors in cases.items():
+        p = tmp_path / f"{name}.safetensors"
+        save_file(tensors, str(p), metadata={"ocrobin": json.dumps(meta)})
+        with pytest.raises(ModelError, match=f"{name}.safetensors: ") as e:
+            load_model(p)
+        assert "\n" not in str(e.value)
+    with torch.no_grad():
+        m.conv.weight[0, 0, 0, 0] = float("nan")
+    save_model(tmp_path / "nan.safetensors", m, make_meta(m))  # hash matches: the NaN check must refuse it
+    with pytest.raises(ModelError, match="nan.safetensors: weights hold NaN"):
+        load_model(tmp_path / "nan.safetensors")
