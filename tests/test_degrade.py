@@ -392,6 +392,105 @@ def test_jpeg_introduces_8x8_blocks(page: np.ndarray) -> None:
     assert blockiness(img) > 1.3
 
 
+def test_page_edge_hides_the_page_under_a_dark_graded_background(page: np.ndarray) -> None:
+    sides = {"left": {"width": 40.0, "wobble": 0.0, "tilt": 0.0}}
+    (img, ink), (img0, ink0), _ = with_and_without(
+        page, "page_edge", sides=sides, near=0.05, far=0.3, texture=0.0, rim="light", rim_width=3.0, rim_level=1.0
+    )
+    assert not ink[:, :43].any() and ink0[:, :43].any()  # past the edge (and its rim) the page is gone
+    np.testing.assert_array_equal(ink[:, 46:], ink0[:, 46:])
+    assert img[:, 2:6].mean() > img[:, 34:38].mean() + 0.15 * 255  # graded: far side lighter here
+    assert img[:, 38:40].mean() < 0.12 * 255
+    assert img[:, 41:43].mean() > 0.9 * 255  # the light rim of the paper edge
+    assert np.abs(img - img0)[:, 50:].max() <= 1
+
+
+def test_binding_shadow_darkens_towards_the_gutter_and_keeps_the_text(page: np.ndarray) -> None:
+    (img, ink), (img0, ink0), _ = with_and_without(
+        page, "binding", side="right", pos=0.0, width=30.0, depth=0.7, power=1.5, wobble=0.0
+    )
+    np.testing.assert_array_equal(ink, ink0)
+    paper = paper_mask(ink0)
+    ratio = [img[:, c][paper[:, c]].mean() / img0[:, c][paper[:, c]].mean() for c in (199, 185, 160, 100)]
+    assert ratio[0] < 0.4 and ratio[0] < ratio[1] < ratio[2] < ratio[3] and ratio[3] > 0.99
+    assert (img[core_ink(ink)] < img[paper_mask(ink)].mean()).mean() > 0.95  # text still darker than its paper
+
+
+def test_facing_page_sliver_is_background_with_text_past_a_gutter(page: np.ndarray) -> None:
+    (img, ink), (img0, ink0), p = with_and_without(
+        page, "facing_page", side="left", width=30.0, wobble=0.0, gutter=6.0, gutter_level=0.1, paper=1.0,
+        shadow=0.3, falloff=0.5, page_shadow=0.0, page_shadow_width=5.0, shift=[37, 91],
+    )
+    assert not ink[:, :27].any()
+    np.testing.assert_array_equal(ink[:, 34:], ink0[:, 34:])
+    gutter = img[:, 26:28].mean()
+    assert gutter < 0.25 * 255 < img[:, 2:20].mean()
+    text = np.roll(page, (37, 91), axis=(0, 1))[:, :20] > 0.9  # the facing page shows text of its own
+    assert img[:, :20][text].mean() < img[:, :20][~text].mean() - 60
+    assert np.abs(img - img0)[:, 40:].max() <= 1
+
+
+def test_sharp_bleed_through_is_strong_sharp_and_background() -> None:
+    blank = np.zeros((120, 160), np.float32)
+    verso = np.zeros_like(blank)
+    verso[:, :60] = 1.0
+    tone = {"paper": 0.9, "ink": 0.1}
+    (img, ink), (img0, _), _ = with_and_without(
+        blank, "bleed_sharp", verso=verso, tone=tone, strength=0.8, sigma=0.0, flip="horizontal", dx=0.0, dy=0.0
+    )
+    assert not ink.any()
+    # 80 % of the front ink's darkness, with a sharp edge (a few pixels wide)
+    assert img[:, 110:150].mean() == pytest.approx((0.9 - 0.8 * 0.8) * 255, abs=3)
+    row = img[60]
+    assert np.abs(np.diff(row[96:106])).max() > 0.3 * 255
+
+
+@pytest.mark.parametrize("kind", ["lines", "grid", "ledger"])
+def test_rulings_are_printed_under_the_text_as_background(page: np.ndarray, kind: str) -> None:
+    columns = [[120.0, True]] if kind == "ledger" else []
+    (img, ink), (img0, ink0), _ = with_and_without(
+        page, "rulings", rgb=True, kind=kind, colour="blue", spacing=24.0, phase=5.0, width=2.0, darkness=0.5,
+        margin=None, columns=columns, unevenness=0.0,
+    )
+    np.testing.assert_array_equal(ink, ink0)
+    on = (np.arange(192) - 5) % 24 == 0
+    paper = paper_mask(ink0)
+    grey, grey0 = img.mean(axis=2), img0.mean(axis=2)
+    assert (grey0 - grey)[on][paper[on]].mean() > 0.2 * 255 * 0.5  # dark lines every 24 rows
+    assert np.abs(grey - grey0)[~on & ~np.roll(on, 1) & ~np.roll(on, -1)][:, 140:].max() <= 2 or kind == "grid"
+    line = img[on][paper[on]]
+    assert line[:, 2].mean() > line[:, 0].mean() + 20  # blue
+    if kind == "grid":
+        assert (grey0 - grey)[:, 5][paper[:, 5]].mean() > 20  # and columns
+    if kind == "ledger":
+        assert (grey0 - grey)[:, 120][paper[:, 120]].mean() > 20
+
+
+def test_inverted_band_spans_the_page_with_light_text(page: np.ndarray) -> None:
+    (img, ink), (img0, ink0), p = with_and_without(
+        page, "inverted_band", boxes=[[60, 0, 40, 200]], dark=0.1, light=0.9, soft=0.0
+    )
+    np.testing.assert_array_equal(ink, ink0)
+    band = slice(60, 100)
+    assert img[band].mean() < 100 < img0[band].mean()
+    assert img[band][solid(page)[band]].mean() > img[band][blank(page)[band]].mean() + 100
+
+
+def test_clean_pages_are_high_contrast_with_few_effects() -> None:
+    seen: set[str] = set()
+    for seed in range(40):
+        params = D.draw_params(np.random.default_rng(seed), (64, 64), only=list(D.EFFECTS))
+        assert set(params["effects"]) <= {"clean", "affine", "warp", "blur", "noise", "jpeg", "color"}
+        tone = params["tone"]
+        assert tone["paper"] >= 0.8 and tone["ink"] <= 0.2
+        assert params["effects"]["blur"]["sigma"] <= 1.0
+        seen |= set(params["effects"])
+    assert "clean" in seen
+    n = sum("clean" in D.draw_params(np.random.default_rng(s), (64, 64))["effects"] for s in range(400))
+    assert 0.06 < n / 400 < 0.2  # the default preset's share
+
+
+
 def test_every_effect_has_a_documented_range_and_a_row_in_the_docs() -> None:
     doc = (Path(__file__).resolve().parents[1] / "docs" / "degrade.md").read_text(encoding="utf-8")
     for name in D.EFFECTS:

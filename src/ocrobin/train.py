@@ -398,6 +398,9 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     gray_key: str = shards.GRAY_KEY
     page_norm: str | None = None
+    #: ``bf16``: forward pass under bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX); the loss,
+    #: the weights and validation stay float32
+    precision: str = "fp32"
     progress: bool = True
     command: str = ""
 
@@ -448,6 +451,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if cfg.batch < 1 or cfg.patch < 32:
             raise UsageError("batch size must be ≥ 1 and patch size ≥ 32")
+        if cfg.precision not in ("fp32", "bf16"):
+            raise UsageError(f"unknown precision {cfg.precision!r} (fp32 or bf16)")
         self.schedule = parse_schedule(cfg.schedule)
         self.sources = [Source(s, seed=cfg.seed + 1000 * i, gray_key=cfg.gray_key) for i, s in enumerate(cfg.data)]
         if not self.sources:
@@ -540,7 +545,9 @@ class Trainer:
             g["lr"] = lr
         x, y = self.batch()
         self.opt.zero_grad(set_to_none=True)
-        loss = loss_fn(self.ddp(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16"):
+            logits = self.ddp(x)
+        loss = loss_fn(logits.float(), y)
         loss.backward()
         self.opt.step()
         self.step += 1

@@ -12,7 +12,7 @@ made in three steps, all driven by ONE seeded :class:`numpy.random.Generator`:
    the grey (or RGB) image; they never move a pixel.
 
 Each effect lives in the module of its family (:mod:`.geometry`, :mod:`.ink`, :mod:`.paper`,
-:mod:`.sheet`, :mod:`.scanner`) and registers itself (:mod:`.registry`) with its parameter ranges
+:mod:`.sheet`, :mod:`.frame`, :mod:`.scanner`) and registers itself (:mod:`.registry`) with its parameter ranges
 (also in ``docs/degrade.md``) and the stage it acts at; :mod:`.pipeline` runs the stages; presets
 (:mod:`.presets`) give probabilities. The values drawn for a page are returned as a JSON-ready dict.
 """
@@ -20,7 +20,7 @@ Each effect lives in the module of its family (:mod:`.geometry`, :mod:`.ink`, :m
 from __future__ import annotations
 
 # Effect modules register in this order, which is the order parameters are drawn in: keep it.
-from . import geometry, ink, paper, sheet, scanner  # noqa: F401  isort: skip
+from . import geometry, ink, paper, sheet, frame, scanner  # noqa: F401  isort: skip
 from .generate import Sample, SynthConfig, contact_sheet, generate, make_sample, page_seed, sample_key
 from .pipeline import DARK_INK, MIN_CONTRAST, TONE_RANGES, PageState, degrade, draw_params, stroke_width
 from .presets import PRESETS, Preset, get_preset

@@ -1,7 +1,5 @@
-"""Geometric effects: they move pixels or hide page content, so they shape the ground truth too.
-
-``affine`` and ``warp`` are applied together by the pipeline as one mesh transform (one resampling, so
-edges stay sharp); ``border`` hides the page under dark scanner background along some edges.
+"""Geometric effects that move pixels: ``affine`` and ``warp``, applied together by the pipeline as one
+mesh transform (one resampling, so edges stay sharp). Effects that hide page content are in :mod:`.frame`.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..render import smooth_noise
 from .registry import Effect, register, strength, uniform
 
 
@@ -93,54 +90,3 @@ def mesh_transform(cov: np.ndarray, eff: dict[str, Any], rng: np.random.Generato
         (w, h), Image.Transform.MESH, mesh, Image.Resampling.BILINEAR
     )
     return np.asarray(out, dtype=np.float32)
-
-
-# --- border -------------------------------------------------------------------------------------------------
-
-
-def _draw_border(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str, Any]:
-    R = BORDER.ranges
-    sides = [s for s in ("top", "bottom", "left", "right") if rng.random() < 0.4]
-    if not sides:
-        sides = [("top", "bottom", "left", "right")[int(rng.integers(4))]]
-    return {
-        "sides": {s: strength(rng, R["width_frac"], k) for s in sides},
-        "level": uniform(rng, R["level"]),
-        "rough": uniform(rng, R["rough_frac"]),
-    }
-
-
-def border_mask(p: dict[str, Any], h: int, w: int, rng: np.random.Generator) -> np.ndarray:
-    """Soft mask (1 = scanner background) of dark bands along some page edges, with ragged inner edges."""
-    mask = np.zeros((h, w), np.float32)
-    rough = p["rough"] * min(h, w)
-    for side, frac in p["sides"].items():
-        horizontal = side in ("top", "bottom")
-        n = w if horizontal else h
-        depth = frac * (h if horizontal else w)
-        edge = depth + rough * smooth_noise(rng, (1, n), max(4.0, n / 12.0))[0]
-        edge += np.linspace(0, 1, n) * rng.normal(0, depth * 0.3)  # the page was not scanned square
-        across = np.arange(h if horizontal else w, dtype=np.float32)
-        if side in ("bottom", "right"):
-            across = across[::-1]
-        band = np.clip(edge[None, :] - across[:, None] + 0.5, 0.0, 1.0)  # (across, along)
-        band = band if horizontal else band.T
-        mask = np.maximum(mask, band.astype(np.float32))
-    return mask
-
-
-def _border_hide(st: Any, p: dict[str, Any]) -> None:
-    st.hide("border", border_mask(p, st.h, st.w, st.rng))
-
-
-def _border_paint(st: Any, p: dict[str, Any]) -> None:
-    m = st.masks["border"]
-    level = np.clip(p["level"] * (1.0 + 0.3 * smooth_noise(st.rng, (st.h, st.w), 16.0)), 0.0, 1.0)
-    st.v = st.v * (1.0 - m[None]) + (level * m)[None]
-
-
-BORDER = register(Effect(
-    "border", {"width_frac": (0.005, 0.08), "level": (0.0, 0.3), "rough_frac": (0.0, 0.01)}, _draw_border,
-    hooks={"geometry": _border_hide, "frame": _border_paint}, geometric=True,
-    doc="dark scanner background along 1-4 edges",
-))

@@ -90,3 +90,17 @@ def _draw_low_contrast(rng: np.random.Generator, h: int, w: int, k: float) -> di
 LOW_CONTRAST = register(Effect(
     "low_contrast", {"difference": (0.1, 0.2)}, _draw_low_contrast, doc="ink barely darker than the paper",
 ))
+
+
+def _draw_clean(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str, Any]:
+    R = CLEAN.ranges
+    return {"paper": uniform(rng, R["paper"]), "ink": uniform(rng, R["ink"]), "blur": uniform(rng, R["blur"])}
+
+
+#: read by the tone drawing: a clean, high-contrast page, with only the effects in :data:`CLEAN_KEEP`
+CLEAN = register(Effect(
+    "clean", {"paper": (0.8, 0.98), "ink": (0.0, 0.2), "blur": (0.3, 1.0)}, _draw_clean,
+    doc="a clean, high-contrast page (only geometry, light blur, noise and JPEG): stay out of the way",
+))
+#: Effects a ``clean`` page keeps.
+CLEAN_KEEP = ("clean", "affine", "warp", "blur", "noise", "jpeg", "color")

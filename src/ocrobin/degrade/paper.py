@@ -110,3 +110,92 @@ BLEED = register(Effect(
     "bleed", {"strength": (0.05, 0.6), "sigma": (0.5, 4.0), "shift_frac": (-0.1, 0.1)}, _draw_bleed,
     hooks={"paper": _bleed}, doc="bleed-through / show-through of the other side",
 ))
+
+
+def _draw_bleed_sharp(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str, Any]:
+    R = BLEED_SHARP.ranges
+    return {
+        "strength": strength(rng, R["strength"], k),
+        "sigma": uniform(rng, R["sigma"]),
+        "flip": "horizontal" if rng.random() < 0.85 else "vertical",
+        "dx": uniform(rng, R["shift_frac"]),
+        "dy": uniform(rng, R["shift_frac"]),
+    }
+
+
+BLEED_SHARP = register(Effect(
+    "bleed_sharp", {"strength": (0.4, 0.95), "sigma": (0.0, 1.0), "shift_frac": (-0.1, 0.1)}, _draw_bleed_sharp,
+    hooks={"paper": _bleed},
+    doc="strong, sharp bleed-through: ink of the other side soaked through, nearly as dark as the front",
+))
+
+#: Colours of printed rulings: a hue shift added to the ruling's grey level, as for paper and ink.
+RULING_SHIFTS = {
+    "grey": (0.0, 0.0, 0.0),
+    "blue": (-0.16, -0.02, 0.18),
+    "red": (0.22, -0.11, -0.11),
+    "green": (-0.08, 0.1, -0.02),
+}
+RULING_KINDS = ("lines", "grid", "ledger")
+
+
+def _draw_rulings(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str, Any]:
+    R = RULINGS.ranges
+    kind = RULING_KINDS[int(rng.choice(3, p=[0.5, 0.25, 0.25]))]
+    colours = list(RULING_SHIFTS)
+    spacing = uniform(rng, R["grid_spacing"] if kind == "grid" else R["spacing"])
+    columns = []
+    if kind == "ledger":
+        for _ in range(int(rng.integers(2, 7))):
+            columns.append([float(rng.uniform(0.05, 0.95) * w), bool(rng.random() < 0.4)])  # x, doubled
+    return {
+        "kind": kind,
+        "colour": colours[int(rng.choice(len(colours), p=[0.4, 0.35, 0.2, 0.05]))],
+        "spacing": spacing,
+        "phase": float(rng.uniform(0.0, spacing)),
+        "width": uniform(rng, R["width"]),
+        "darkness": strength(rng, R["darkness"], k),
+        "margin": float(rng.uniform(0.05, 0.2) * w) if kind == "lines" and rng.random() < 0.4 else None,
+        "columns": columns,
+        "unevenness": uniform(rng, R["unevenness"]),
+    }
+
+
+def _line_coverage(u: np.ndarray, width: float, spacing: float | None = None) -> np.ndarray:
+    """Anti-aliased coverage of lines of ``width`` at u = 0 (and every ``spacing``) along coordinate ``u``."""
+    dist = np.abs(u) if spacing is None else np.abs(np.mod(u + spacing / 2, spacing) - spacing / 2)
+    return np.clip(width / 2 + 0.5 - dist, 0.0, 1.0).astype(np.float32)
+
+
+def _rulings(st: Any, p: dict[str, Any]) -> None:
+    from .geometry import affine_inverse
+
+    h, w = st.h, st.w
+    # rulings are printed on the sheet, so they are askew with the text: page coordinates of each pixel
+    m = affine_inverse(st.effects["affine"], h, w) if "affine" in st.effects else np.eye(2, 3)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    sx = m[0, 0] * xx + m[0, 1] * yy + m[0, 2]
+    sy = m[1, 0] * xx + m[1, 1] * yy + m[1, 2]
+    r = _line_coverage(sy - p["phase"], p["width"], p["spacing"])
+    if p["kind"] == "grid":
+        r = np.maximum(r, _line_coverage(sx - p["phase"], p["width"], p["spacing"]))
+    for x, doubled in p["columns"]:
+        r = np.maximum(r, _line_coverage(sx - x, p["width"] * 1.3))
+        if doubled:
+            r = np.maximum(r, _line_coverage(sx - x - 3.0 - p["width"], p["width"]))
+    if p["margin"] is not None:
+        r = np.maximum(r, _line_coverage(sx - p["margin"], p["width"] * 1.2))
+    r = r * np.clip(1.0 + p["unevenness"] * smooth_noise(st.rng, (h, w), 12.0, octaves=2), 0.0, 1.0)
+    level = st.paper_c.mean() - p["darkness"] * (st.paper_c.mean() - st.ink_c.mean())
+    colour = np.clip(level + np.array(RULING_SHIFTS[p["colour"]], np.float32)[: st.channels]
+                     * (st.channels == 3), 0.0, 1.0)
+    st.paper = st.paper + (colour[:, None, None] - st.paper) * r[None]
+
+
+RULINGS = register(Effect(
+    "rulings",
+    {"spacing": (14.0, 60.0), "grid_spacing": (10.0, 40.0), "width": (0.6, 3.0), "darkness": (0.15, 0.85),
+     "unevenness": (0.0, 0.5)},
+    _draw_rulings, hooks={"paper": _rulings},
+    doc="preprinted rulings, ledger columns and squared grids under the text (background in the ground truth)",
+))

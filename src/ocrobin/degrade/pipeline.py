@@ -16,6 +16,7 @@ import numpy as np
 
 from . import registry
 from .geometry import mesh_transform
+from .ink import CLEAN_KEEP
 from .paper import INK_SHIFTS, PAPER_SHIFTS
 from .presets import get_preset
 from .registry import check_effects, round_params, uniform
@@ -65,7 +66,15 @@ def draw_params(
         if not hit or name in off or (name == "color" and not rgb):
             continue
         effects[name] = eff.draw(rng, h, w, pre.skew)
-    if pre.plain and chosen is None:
+    clean = effects.get("clean")
+    if clean is not None:
+        effects = {k: v for k, v in effects.items() if k in CLEAN_KEEP}
+        effects["blur"] = {"sigma": clean["blur"]}
+        if "noise" in effects:
+            effects["noise"]["sigma"] = min(effects["noise"]["sigma"], 0.015)
+    if clean is not None:
+        tone = {"paper": clean["paper"], "ink": clean["ink"]}
+    elif pre.plain and chosen is None:
         tone = {"paper": 1.0, "ink": 0.0}
     else:
         # Paper mostly 0.65-0.9; ink black-ish on a third of the pages, otherwise an ink-paper difference
@@ -116,6 +125,7 @@ class PageState:
         v: the composited page (C×H×W), float.
         inverted_mask, inverted_boxes: light-on-dark regions (kept out of the contrast guard).
         img: the 8-bit image (``encoded`` stage).
+        store: what an effect keeps between its own hooks (by effect name).
     """
 
     rng: np.random.Generator
@@ -135,6 +145,7 @@ class PageState:
     inverted_mask: np.ndarray | None = None
     inverted_boxes: list[list[int]] = field(default_factory=list)
     img: np.ndarray | None = None
+    store: dict[str, Any] = field(default_factory=dict)
 
     @property
     def h(self) -> int:

@@ -51,6 +51,28 @@ INVERTED = register(Effect(
 ))
 
 
+
+def _draw_inverted_band(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str, Any]:
+    R = INVERTED_BAND.ranges
+    if rng.random() < 0.8:  # a heading band across the page
+        bh = max(1, int(h * uniform(rng, R["size_frac"])))
+        box = [int(rng.integers(0, max(1, h - bh))), 0, bh, w]
+    else:  # a band down the page
+        bw = max(1, int(w * uniform(rng, R["size_frac"])))
+        box = [0, int(rng.integers(0, max(1, w - bw))), h, bw]
+    return {
+        "boxes": [box],
+        "dark": uniform(rng, R["dark"]),
+        "light": uniform(rng, R["light"]),
+        "soft": float(rng.uniform(0.0, 2.0)),
+    }
+
+
+INVERTED_BAND = register(Effect(
+    "inverted_band", {"size_frac": (0.06, 0.25), "dark": (0.05, 0.35), "light": (0.55, 0.95)}, _draw_inverted_band,
+    hooks={"sheet": invert_boxes}, doc="a reverse-printed band across (or down) the page: light text on dark",
+))
+
 def _draw_stains(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str, Any]:
     R = STAINS.ranges
     side = min(h, w)

@@ -91,7 +91,7 @@ class PageSource:
 
 
 #: Effects that show the other side of the sheet (they need a verso page).
-VERSO_EFFECTS = ("bleed",)
+VERSO_EFFECTS = ("bleed", "bleed_sharp")
 
 
 def make_pair(
