@@ -144,3 +144,53 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(KeyError):
         write_binary(tmp_path / "x.png", np.zeros((2, 2), bool), fmt="nosuchformat")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_save_keeps_the_old_target_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    """A save that dies after writing part of the file: the old output stays byte for byte, nothing else."""
+    target = tmp_path / "page.bin.png"
+    old = encode_png(np.zeros((12, 16), bool))
+    target.write_bytes(old)
+
+    def dies_half_way(self, fp, *args, **kwargs):
+        with open(fp, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n half a page")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", dies_half_way)
+    with pytest.raises(OSError, match="No space"):
+        write_binary(target, np.ones((12, 16), bool))
+    assert target.read_bytes() == old
+    assert [p.name for p in tmp_path.iterdir()] == ["page.bin.png"]
+
+
+def three_page_tiff(path, sizes=((40, 50), (30, 60), (44, 36)), dpis=((300, 300), (200, 200), (150, 120))):
+    """A multi-page TIFF whose pages differ in size, pixels and DPI; returns each page's uint8 pixels."""
+    rng = np.random.default_rng(5)
+    pages = [rng.integers(0, 256, size, dtype=np.uint8) for size in sizes]
+    frames = [Image.fromarray(a) for a in pages]
+    for frame, dpi in zip(frames[1:], dpis[1:], strict=True):
+        frame.encoderinfo = {"dpi": dpi}  # appended frames carry their own save options
+    frames[0].save(path, save_all=True, append_images=frames[1:], dpi=dpis[0])
+    return pages
+
+
+def test_multipage_tiff_pages_keep_their_own_pixels_and_dpi(tmp_path):
+    p = tmp_path / "m.tif"
+    pixels = three_page_tiff(p)
+    pages = list(iter_pages(p))
+    assert [(pg.index, pg.count) for pg in pages] == [(0, 3), (1, 3), (2, 3)]
+    for pg, want in zip(pages, pixels, strict=True):
+        np.testing.assert_array_equal(pg.gray, want.astype(np.float32) / 255.0)
+    assert [pg.dpi for pg in pages] == [pytest.approx(d) for d in ((300, 300), (200, 200), (150, 120))]
+
+
+def test_tiff_page_without_resolution_has_no_dpi(tmp_path):
+    """Pillow reports (1, 1) for a TIFF page without resolution tags; that is no pixel density."""
+    frames = [Image.fromarray(np.full((8, 9), v, np.uint8)) for v in (0, 128, 255)]
+    frames[1].encoderinfo = {"dpi": (200, 200)}
+    p = tmp_path / "m.tif"
+    frames[0].save(p, save_all=True, append_images=frames[1:])
+    Image.new("L", (5, 5)).save(tmp_path / "s.tif")
+    assert [pg.dpi for pg in iter_pages(p)] == [None, pytest.approx((200, 200)), None]
+    assert next(iter_pages(tmp_path / "s.tif")).dpi is None

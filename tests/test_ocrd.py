@@ -171,3 +171,74 @@ def test_cli_dump_json_and_run(workspace) -> None:
     alts, img = _result(ws, "OCR-D-BIN")
     assert alts[-1].get_comments() == "binarized"
     _check_binary(img, text)
+
+
+def _cli_binarized(src: Path, out: Path) -> np.ndarray:
+    """What ``ocrobin binarize`` (default model, threshold 0.5) makes of ``src``: True = ink."""
+    from ocrobin.cli import main
+
+    assert main(["binarize", str(src), "-o", str(out), "--no-progress"]) == 0
+    with Image.open(out / f"{src.stem}.bin.png") as im:
+        return ~np.asarray(im, dtype=bool)
+
+
+def _output_of(ws, grp: str, page_id: str) -> Image.Image:
+    ws.reload_mets()
+    pages = list(ws.find_files(file_grp=grp, page_id=page_id, mimetype=MIMETYPE_PAGE))
+    assert len(pages) == 1
+    alts = parse(str(Path(ws.directory, pages[0].local_filename)), silence=True).get_Page().get_AlternativeImage()
+    return Image.open(Path(ws.directory, alts[-1].get_filename()))
+
+
+def test_each_page_binarizes_its_own_image_and_keeps_its_dpi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pages with different images and pixel densities: each output is ``ocrobin binarize`` of its own
+    image, with that image's DPI (and no "dpi" parameter to fall back on)."""
+    gray, _ = _page()
+    pages = {"PHYS_0001": (gray, (300.0, 300.0)),
+             "PHYS_0002": (np.ascontiguousarray(gray[::-1, ::-1][20:, 40:]), (200.0, 150.0))}
+    ws = Resolver().workspace_from_nothing(directory=str(tmp_path / "ws"))
+    monkeypatch.chdir(ws.directory)
+    for n, (page_id, (a, dpi)) in enumerate(pages.items(), start=1):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG", dpi=dpi)
+        ws.add_file("OCR-D-IMG", file_id=f"OCR-D-IMG_{n:04d}", page_id=page_id, mimetype="image/png",
+                    local_filename=f"OCR-D-IMG/OCR-D-IMG_{n:04d}.png", content=buf.getvalue())
+    ws.save_mets()
+    run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-IMG", output_file_grp="OCR-D-BIN",
+                  parameter={})
+    for n, (page_id, (a, dpi)) in enumerate(pages.items(), start=1):
+        img = _output_of(ws, "OCR-D-BIN", page_id)
+        assert img.mode == "1" and img.size == (a.shape[1], a.shape[0])
+        assert img.info.get("dpi") == pytest.approx(dpi, abs=0.05), page_id  # PNG stores pixels per metre
+        want = _cli_binarized(Path(ws.directory, f"OCR-D-IMG/OCR-D-IMG_{n:04d}.png"), tmp_path / f"cli{n}")
+        assert np.array_equal(~np.asarray(img, dtype=bool), want), page_id
+
+
+def test_the_alternative_image_is_what_gets_binarized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page whose AlternativeImage differs from its original (a stain cleaned away, one line erased): the
+    output is ``ocrobin binarize`` of the AlternativeImage."""
+    gray, _ = _page()
+    original = gray.copy()
+    original[130:150, 250:340] = 60  # a dark stain
+    ws = Resolver().workspace_from_nothing(directory=str(tmp_path / "ws"))
+    monkeypatch.chdir(ws.directory)
+    img = ws.add_file("OCR-D-IMG", file_id="OCR-D-IMG_0001", page_id=PAGE_ID, mimetype="image/png",
+                      local_filename="OCR-D-IMG/OCR-D-IMG_0001.png", content=_png(original, 300))
+    cleaned = gray.copy()
+    cleaned[80:130] = 210  # the second line erased
+    ws.add_file("OCR-D-CLEAN", file_id="OCR-D-CLEAN_0001", page_id=PAGE_ID, mimetype="image/png",
+                local_filename="OCR-D-CLEAN/OCR-D-CLEAN_0001.png", content=_png(cleaned, 300))
+    pcgts = page_from_file(img)
+    pcgts.set_pcGtsId("OCR-D-SEG_0001")
+    pcgts.get_Page().add_AlternativeImage(
+        AlternativeImageType(filename="OCR-D-CLEAN/OCR-D-CLEAN_0001.png", comments="despeckled"))
+    ws.add_file("OCR-D-SEG", file_id="OCR-D-SEG_0001", page_id=PAGE_ID, mimetype=MIMETYPE_PAGE,
+                local_filename="OCR-D-SEG/OCR-D-SEG_0001.xml", content=to_xml(pcgts))
+    ws.save_mets()
+    run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-SEG", output_file_grp="OCR-D-BIN",
+                  parameter={})
+    got = ~np.asarray(_output_of(ws, "OCR-D-BIN", PAGE_ID), dtype=bool)
+    want = _cli_binarized(Path(ws.directory, "OCR-D-CLEAN/OCR-D-CLEAN_0001.png"), tmp_path / "clean")
+    other = _cli_binarized(Path(ws.directory, "OCR-D-IMG/OCR-D-IMG_0001.png"), tmp_path / "orig")
+    assert (want != other).mean() > 0.02  # the two inputs binarize clearly differently
+    assert np.array_equal(got, want)

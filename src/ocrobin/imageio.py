@@ -25,6 +25,9 @@ from .exceptions import InputError
 MAX_PIXELS = 1_000_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
+#: TIFF tag XResolution: a page without it has no pixel density, whatever Pillow's ``info["dpi"]`` says.
+_TIFF_X_RESOLUTION = 282
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -50,10 +53,14 @@ class Page:
     count: int = 1
 
 
-def _dpi_of(img: Image.Image) -> tuple[float, float] | None:
+def dpi_of(img: Image.Image) -> tuple[float, float] | None:
+    """The (x, y) pixel density a PIL image carries in ``info["dpi"]``, None where it has no usable one."""
     dpi = img.info.get("dpi")
     if not dpi:
         return None
+    tags = getattr(img, "tag_v2", None)
+    if tags is not None and _TIFF_X_RESOLUTION not in tags:
+        return None  # Pillow reports (1, 1) for a TIFF page without resolution tags: no density at all
     try:
         x, y = float(dpi[0]), float(dpi[1])
     except (TypeError, ValueError, IndexError):
@@ -159,7 +166,7 @@ def _load_frame(img: Image.Image, name: str, index: int) -> tuple[np.ndarray, tu
         raise InputError(f"{name}: page {index + 1} too large ({w}×{h}, limit {MAX_PIXELS:,} pixels)")
     if w == 0 or h == 0:
         raise InputError(f"{name}: page {index + 1} has no pixels")
-    dpi = _dpi_of(img)
+    dpi = dpi_of(img)
     try:
         img.load()
         frame = ImageOps.exif_transpose(img) if index == 0 or img.getexif() else img

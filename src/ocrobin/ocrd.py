@@ -20,7 +20,7 @@ from ocrd.processor import OcrdPageResult, OcrdPageResultImage
 from ocrd.processor.base import ResourceNotFoundError
 from ocrd_models.ocrd_page import AlternativeImageType, OcrdPage
 
-from .imageio import ink_to_image
+from .imageio import dpi_of, ink_to_image
 from .infer import Binarizer, threshold
 from .modelfile import packaged_models
 
@@ -98,9 +98,15 @@ class OcrobinBinarize(Processor):
         image, coords, _ = self.workspace.image_from_page(page, page_id, feature_filter=FEATURE)
         prob = self.binarizer.binarize(image)
         out = ink_to_image(threshold(prob, float(self.parameter["threshold"])))
-        dpi: Any = coords.get("DPI") or self.parameter["dpi"]
+        dpi: tuple[float, float] | None = None
+        if coords.get("DPI"):
+            # the image's own density, x and y as exact as its file has them (OCR-D's "DPI" is one rounded-down
+            # int); OCR-D puts its own into the image where the file has none
+            dpi = dpi_of(image) or (float(coords["DPI"]), float(coords["DPI"]))
+        elif self.parameter["dpi"]:
+            dpi = (float(self.parameter["dpi"]), float(self.parameter["dpi"]))
         if dpi:
-            out.info["dpi"] = (float(dpi), float(dpi))
+            out.info["dpi"] = dpi
         alternative = AlternativeImageType(comments=_features(coords.get("features", "")))
         page.add_AlternativeImage(alternative)
         self.logger.debug("page %s: %d×%d, %s", page_id, out.width, out.height, alternative.get_comments())
