@@ -164,3 +164,46 @@ def test_invert_in_files_mode(tmp_path):
     got = np.asarray(Image.open(tmp_path / "o" / "a.bin.png")) == 0
     expected = Binarizer("lstm2-seed").binarize(255 - text_page()) > 0.5
     assert np.array_equal(got, expected)
+
+
+def test_multipage_tiff_pages_give_their_own_outputs_and_dpi(tmp_path):
+    """Each page of a TIFF is binarized from its own pixels and keeps its own DPI."""
+    pages = [text_page(96, 160, seed=1), text_page(80, 120, seed=2)[:, ::-1].copy(), text_page(110, 140, seed=3)]
+    dpis = [(300, 300), (200, 200), (150, 120)]
+    frames = [Image.fromarray(a) for a in pages]
+    for frame, dpi in zip(frames[1:], dpis[1:], strict=True):
+        frame.encoderinfo = {"dpi": dpi}
+    src = tmp_path / "scan.tif"
+    frames[0].save(src, save_all=True, append_images=frames[1:], dpi=dpis[0])
+    out = tmp_path / "out"
+    assert main(["binarize", str(src), "-o", str(out), *FAST]) == 0
+    seed = Binarizer("lstm2-seed")
+    got = []
+    for i, (page, dpi) in enumerate(zip(pages, dpis, strict=True), start=1):
+        with Image.open(out / f"scan-{i:04d}.bin.png") as im:
+            assert im.info["dpi"] == pytest.approx(dpi, abs=0.05)  # PNG stores pixels per metre
+            ink = np.asarray(im) == 0
+        assert np.array_equal(ink, seed.binarize(page) > 0.5), f"page {i}"
+        got.append(ink)
+    assert got[0].shape != got[1].shape and 0.02 < got[2].mean() < 0.5
+
+
+def test_prob_asked_on_a_rerun_is_written_for_every_page(tmp_path, capsys):
+    """A rerun with --prob (no --overwrite) adds the probability maps that the first run did not write."""
+    single = write_page(tmp_path / "in" / "a.png", seed=4)
+    frames = [Image.fromarray(text_page(seed=s)) for s in (5, 6)]
+    frames[0].save(tmp_path / "in" / "m.tif", save_all=True, append_images=frames[1:])
+    out = tmp_path / "out"
+    assert main(["binarize", str(tmp_path / "in"), "-o", str(out), *FAST]) == 0
+    assert not list(out.glob("*.prob.png"))
+    assert main(["binarize", str(tmp_path / "in"), "-o", str(out), "--prob", *FAST]) == 0
+    capsys.readouterr()
+    seed = Binarizer("lstm2-seed")
+    for stem, page in [("a", text_page(seed=4)), ("m-0001", text_page(seed=5)), ("m-0002", text_page(seed=6))]:
+        p = seed.binarize(page)
+        assert np.array_equal(np.asarray(Image.open(out / f"{stem}.prob.png")), np.floor(p * 255).astype(np.uint8))
+        assert np.array_equal(np.asarray(Image.open(out / f"{stem}.bin.png")) == 0, p > 0.5), stem
+    assert single.exists()
+    # now every output exists: a third run skips all three pages
+    assert main(["binarize", str(tmp_path / "in"), "-o", str(out), "--prob", *FAST]) == 0
+    assert "skipped 3" in capsys.readouterr().err

@@ -94,3 +94,50 @@ def test_default_model_keeps_blank_grainy_paper_white():
     rng = np.random.default_rng(3)
     g = np.clip(0.8 + rng.normal(0, 0.015, (400, 300)), 0, 1).astype(np.float32)
     assert threshold(Binarizer().binarize(g)).mean() < 0.005
+
+
+def _recording(b: Binarizer) -> list[tuple[int, int]]:
+    """Record the (height, width) of every input the model's forward pass sees."""
+    seen: list[tuple[int, int]] = []
+    b.model.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[-2:])))
+    return seen
+
+
+def _tiny_fcn() -> ModelInfo:
+    torch.manual_seed(0)
+    m = models.build("msfcn", widths=[8, 8, 8, 8], head=4).eval()
+    return ModelInfo(m, make_meta(m))
+
+
+@pytest.mark.parametrize("arch", ["msfcn", "lstm2-seed"])
+def test_tiling_runs_the_model_on_tiles_no_larger_than_the_tile(arch):
+    b = Binarizer(_tiny_fcn() if arch == "msfcn" else "lstm2-seed", tile=80, overlap=8)
+    seen = _recording(b)
+    g = np.random.default_rng(1).random((150, 130)).astype(np.float32)
+    out = b.binarize(g)
+    assert out.shape == g.shape and np.isfinite(out).all()
+    n = len(list(tiles(150, 80, 8))) * len(list(tiles(130, 80, 8)))
+    assert n == 9 and len(seen) == n
+    assert max(h for h, _ in seen) <= 80 and max(w for _, w in seen) <= 80
+    seen.clear()
+    b.binarize(g[:70, :60])  # a page within one tile: one run on the whole page
+    assert seen == [(70, 60)]
+
+
+def test_pages_above_the_auto_tile_size_are_tiled(monkeypatch):
+    import ocrobin.infer as infer
+
+    monkeypatch.setattr(infer, "AUTO_TILE_PIXELS", 20_000)
+    monkeypatch.setattr(infer, "DEFAULT_TILE", 128)
+    b = Binarizer(_tiny_fcn())  # tile=None: automatic
+    seen = _recording(b)
+    rng = np.random.default_rng(2)
+    b.binarize(rng.random((140, 140)).astype(np.float32))  # 19,600 pixels: not above the limit
+    assert seen == [(140, 140)]
+    seen.clear()
+    b.binarize(rng.random((150, 140)).astype(np.float32))  # 21,000 pixels: tiled
+    assert len(seen) == len(list(tiles(150, 128, 32))) * len(list(tiles(140, 128, 32))) == 9
+    assert max(max(s) for s in seen) <= 128
+    seen.clear()
+    Binarizer(_tiny_fcn(), tile=0).binarize(rng.random((150, 140)).astype(np.float32))  # tile=0: never
+    assert seen == []

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -153,18 +154,70 @@ def test_cli_train_and_fine_tune_from_a_model(tmp_path, capsys):
     assert main(["train", "-d", str(data), "-o", str(out), "--hparams", "{bad"]) == 2
 
 
+#: Runs ``ocrobin train`` in one torchrun process and dumps what that rank saw and ended with.
+_RANK_DUMP = """
+import hashlib, json, os, sys
+
+from safetensors.torch import save_file
+
+from ocrobin import train
+from ocrobin.cli import main
+
+rank, out = int(os.environ["RANK"]), sys.argv[1]
+batches = []
+batch, run = train.Trainer.batch, train.Trainer.run
+
+
+def recorded_batch(self):
+    x, y = batch(self)
+    batches.append(hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest())
+    return x, y
+
+
+def dumped_run(self):
+    path = run(self)
+    params = {k: v.detach().contiguous() for k, v in self.model.named_parameters()}
+    save_file(params, os.path.join(out, f"rank{rank}.safetensors"))
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump({"batches": batches, "world": self.world}, f)
+    return path
+
+
+train.Trainer.batch, train.Trainer.run = recorded_batch, dumped_run
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def test_torchrun_two_processes(tmp_path):
+    """Two DDP ranks draw different patches, yet end with the same weights: the ones rank 0 saves."""
+    from safetensors.torch import load_file
+
     data = make_set(tmp_path / "d")
     out = tmp_path / "ddp" / "m"
+    dump = tmp_path / "ranks"
+    dump.mkdir()
+    script = tmp_path / "rank_dump.py"
+    script.write_text(_RANK_DUMP)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "ocrobin", "train", "-d", str(data), "-o", str(out), "--ntrain", "16", "-b", "2",
+           str(script), str(dump), "train", "-d", str(data), "-o", str(out), "--ntrain", "16", "-b", "2",
            "--patch", "64", "--hparams", '{"widths": [8, 8, 8, 8], "head": 4}', "--no-progress", "--threads", "1"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     ck = list((tmp_path / "ddp").glob("m-000000016-*.safetensors"))
     assert len(ck) == 1
-    assert load(ck[0]).meta["train"]["step"] == 4
+    info = load(ck[0])
+    assert info.meta["train"]["step"] == 4
+    seen = [json.loads((dump / f"rank{i}.json").read_text()) for i in range(2)]
+    assert [s["world"] for s in seen] == [2, 2]
+    assert len(seen[0]["batches"]) == len(seen[1]["batches"]) == 4
+    assert not set(seen[0]["batches"]) & set(seen[1]["batches"]), "both ranks trained on the same patches"
+    w0, w1 = (load_file(str(dump / f"rank{i}.safetensors")) for i in range(2))
+    saved = dict(info.model.named_parameters())
+    assert w0.keys() == w1.keys() == saved.keys()
+    for k in w0:
+        assert torch.equal(w0[k], w1[k]), f"ranks disagree on {k}"
+        assert torch.equal(w0[k], saved[k].detach()), f"checkpoint differs from the ranks on {k}"
 
 
 def test_page_norm_option_parsing():
