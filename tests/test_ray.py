@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,16 @@ ray = pytest.importorskip("ray", reason="the ray engine needs the ray extra: pip
 pytest.importorskip("ray.data", reason="the ray engine needs the ray extra: pip install 'ocrobin[ray]'")
 
 from ocrobin import shards  # noqa: E402
-from ocrobin.distributed import _keep_errors, binarize_shards_ray, read_shard  # noqa: E402
+from ocrobin.distributed import (  # noqa: E402
+    _host_port,
+    _keep_errors,
+    _plan_workers,
+    _State,
+    _stuck_stage,
+    binarize_shards_ray,
+    read_shard,
+)
+from ocrobin.exceptions import ClusterError  # noqa: E402
 from ocrobin.imageio import encode_png  # noqa: E402
 
 from .conftest import text_page  # noqa: E402
@@ -140,3 +150,56 @@ def test_rerun_skips_finished_shards(inputs: tuple[Path, dict[str, np.ndarray]],
     after = _errors(out / "errors.jsonl")
     assert sorted(map(json.dumps, after)) == sorted(map(json.dumps, before)), "errors lost or repeated"
     assert sorted(_outputs(out)) == [0, 1, 2]
+
+
+def test_plan_workers_keeps_room_for_the_readers(ray_session: None) -> None:
+    notes: list[str] = []
+    assert _plan_workers(None, 1, "this instance", notes.append) == 2  # 3 CPUs, 1 kept for the readers
+    assert _plan_workers(2, 1, "this instance", notes.append) == 2 and notes == []
+    assert _plan_workers(5, 1, "this instance", notes.append) == 2
+    assert notes == ["5 model workers requested, 2 started: this instance has 3 CPUs, 1 per worker and 1 kept "
+                     "for the shard readers"]
+    assert _plan_workers(None, 2, "this instance", notes.append) == 1
+    with pytest.raises(ClusterError, match="this instance has 3 CPUs: a model worker needs 3 on one node"):
+        _plan_workers(1, 3, "this instance", notes.append)
+
+
+def test_stuck_stage_names_the_stage_that_waits() -> None:
+    idle = _State()
+    counts = {"read": 0, "shards": 0, "ready": 0, "binarized": 0}
+    assert _stuck_stage(None, idle, 3, 2) == "waiting for the model workers to start (0 of 2 running)"
+    assert _stuck_stage(counts, idle, 3, 2).startswith("waiting for the model workers")
+    up = dict(counts, ready=2)
+    assert _stuck_stage(up, idle, 3, 2) == "reading shards (0 of 3 read to the end)"
+    assert _stuck_stage(dict(up, read=5, binarized=1), idle, 3, 2) == "binarizing (4 pages at 2 model workers)"
+    assert _stuck_stage(dict(up, read=5, binarized=5, shards=3), idle, 3, 2) == "passing results to the driver"
+    assert _stuck_stage(up, _State(stage="writing out-000001.tar"), 3, 2) == "writing out-000001.tar"
+
+
+def test_host_port() -> None:
+    assert _host_port("10.0.0.1:6379") == ("10.0.0.1", 6379)
+    assert _host_port("ray://head:10001") == ("head", 10001)
+    assert _host_port("[::1]:6379") == ("::1", 6379)
+    assert _host_port("auto") is None
+
+
+@pytest.fixture
+def blocked_reader(tmp_path: Path):
+    """A shard URL whose reader waits for data that never come (a hung mount or download)."""
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
+    yield f"pipe:timeout 120 cat {fifo}"
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):  # the reader's processes, found by the unique FIFO path
+        if str(fifo) in " ".join(proc.info["cmdline"] or []):
+            proc.kill()
+
+
+def test_stall_stops_with_the_stuck_stage(blocked_reader: str, tmp_path: Path, ray_session: None) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(ClusterError, match=r"^no progress for 4 s while (reading shards \(0 of 1|waiting for the "
+                       r"model workers).*stopped \(see --stall-timeout\)$"):
+        binarize_shards_ray("lstm2-seed", [blocked_reader], str(out / "out-%06d.tar"), num_workers=1,
+                            progress=False, stall_timeout=4)
+    assert not (out / "out-000000.tar").exists()

@@ -30,5 +30,9 @@ class DataError(OcrobinError):
     """Training or evaluation data are missing or inconsistent."""
 
 
+class ClusterError(OcrobinError):
+    """A Ray cluster cannot be reached, refuses our credentials, lacks the resources, or stops making progress."""
+
+
 class UsageError(OcrobinError):
     """Arguments that do not make sense together (reported as a one-line CLI error)."""

@@ -35,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument("--num-workers", type=int, default=None, help="Ray actors running the model")
     p.add_argument("--errors", default=None, metavar="FILE",
                    help="Ray: JSON lines of failed samples (default: errors.jsonl beside the output shards)")
+    p.add_argument("--stall-timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="Ray: stop when nothing progresses for this long, naming the stuck stage (0 = never)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                 args.model, args.shards, args.output, input_key=args.input_key, threshold=args.threshold,
                 prob=args.prob, invert=args.invert, address=args.address, num_workers=args.num_workers,
                 overwrite=args.overwrite, progress=progress, errors_path=args.errors,
-                threads=args.threads or 1, tile=args.tile, overlap=args.overlap,
+                threads=args.threads or 1, tile=args.tile, overlap=args.overlap, stall_timeout=args.stall_timeout,
             )
             for name, reason in summary.errors:
                 print(f"ocrobin: error: {name}: {reason}", file=sys.stderr)
