@@ -130,13 +130,18 @@ def test_shards_mode(tmp_path, capsys):
     keys = {}
     for s in iter_samples(str(tmp_path / "out-{000000..000001}.tar")):
         keys[s["__key__"]] = s
-        assert set(s) >= {"bin.png", "prob.png"}
-    assert sorted(keys) == ["jpg", "k0", "k1", "k2"]
+    # every input key is in the output once: its pages, or the reason it failed
+    assert sorted(keys) == ["corrupt", "jpg", "k0", "k1", "k2", "wrongkey"]
+    for k in ("jpg", "k0", "k1", "k2"):
+        assert set(keys[k]) >= {"bin.png", "prob.png"} and "error.txt" not in keys[k]
+    for k in ("corrupt", "wrongkey"):
+        assert "bin.png" not in keys[k] and k in keys[k]["error.txt"].decode()
+    assert "color.png" in keys["wrongkey"]["error.txt"].decode()  # the keys it has are named
     binimg = np.asarray(Image.open(__import__("io").BytesIO(keys["k0"]["bin.png"])))
     assert set(np.unique(binimg)) <= {0, 255}
     # rerun skips finished shards
     assert main(["binarize", "--shards", str(tmp_path / "in-{000000..000001}.tar"), "-o", pattern, *FAST]) == 0
-    assert "skipped 4" in capsys.readouterr().err
+    assert "skipped 6" in capsys.readouterr().err
 
 
 def test_ocrobin_pred_compatible_entry(tmp_path):
@@ -146,7 +151,7 @@ def test_ocrobin_pred_compatible_entry(tmp_path):
     assert rc == 0
     (s,) = list(iter_samples(str(tmp_path / "o-0000.tar")))
     got = np.asarray(Image.open(__import__("io").BytesIO(s["bin.png"]))) == 0
-    expected = Binarizer("lstm2-seed").binarize(255 - text_page()) > 0.5
+    expected = Binarizer("lstm2-seed", polarity="normal").binarize(255 - text_page()) > 0.5
     assert np.array_equal(got, expected)
 
 
@@ -162,7 +167,7 @@ def test_invert_in_files_mode(tmp_path):
     src = write_page(tmp_path / "a.png")
     assert main(["binarize", str(src), "-o", str(tmp_path / "o"), "--invert", *FAST]) == 0
     got = np.asarray(Image.open(tmp_path / "o" / "a.bin.png")) == 0
-    expected = Binarizer("lstm2-seed").binarize(255 - text_page()) > 0.5
+    expected = Binarizer("lstm2-seed", polarity="normal").binarize(255 - text_page()) > 0.5
     assert np.array_equal(got, expected)
 
 

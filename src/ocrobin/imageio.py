@@ -41,16 +41,34 @@ class Page:
     """One page of an input file.
 
     Attributes:
-        gray: float32 H×W in [0, 1], 0 = black.
+        data: the page as read, H×W grey (0 = black): uint8 for 8-bit sources, uint16 for 16-bit ones,
+            float32 in [0, 1] for floating-point ones. Colour is the mean of R, G and B, rounded to the
+            nearest level; alpha is composited over white. One byte per pixel for most pages.
         dpi: (x, y) resolution from the file, or None when it has none.
         index: page number within the file (0 for single-page files).
         count: number of pages in the file.
+        streamed: the pixels were decoded strip by strip (no full-size decoded copy existed).
     """
 
-    gray: np.ndarray
+    data: np.ndarray
     dpi: tuple[float, float] | None
     index: int = 0
     count: int = 1
+    streamed: bool = False
+
+    @property
+    def gray(self) -> np.ndarray:
+        """The page as float32 in [0, 1] (a new array of 4 bytes per pixel)."""
+        return native_to_float(self.data)
+
+
+def native_to_float(data: np.ndarray) -> np.ndarray:
+    """Grey as read (uint8, uint16 or float) as float32 in [0, 1]."""
+    if data.dtype == np.uint8:
+        return data.astype(np.float32) / np.float32(255.0)
+    if data.dtype == np.uint16:
+        return data.astype(np.float32) / np.float32(65535.0)
+    return np.asarray(data, np.float32)
 
 
 def dpi_of(img: Image.Image) -> tuple[float, float] | None:
@@ -143,6 +161,28 @@ def _pil_to_gray(img: Image.Image) -> np.ndarray:
     return to_gray(np.asarray(img))
 
 
+def bands_to_gray(a: np.ndarray) -> np.ndarray:
+    """Grey of an H×W×C strip (C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA), in the strip's own dtype.
+
+    Colour is the mean of R, G and B rounded to the nearest level; alpha is composited over white. Used
+    for strips decoded by libvips and for whole images decoded by Pillow alike, so both give the same page.
+    """
+    if a.ndim == 2:
+        return a
+    c = a.shape[2]
+    top = 65535 if a.dtype == np.uint16 else 255
+    if c in (1, 2):
+        g = a[..., 0]
+    else:
+        s = a[..., 0].astype(np.uint32) + a[..., 1] + a[..., 2]
+        g = ((s + 1) // 3).astype(a.dtype)  # round(s / 3): s / 3 never ends in exactly .5
+    if c in (2, 4):
+        alpha = a[..., -1].astype(np.float32) / np.float32(top)
+        f = g.astype(np.float32) * alpha + np.float32(top) * (1.0 - alpha)
+        g = np.rint(f).astype(a.dtype)
+    return g
+
+
 def _open(path: Path) -> Image.Image:
     try:
         size = path.stat().st_size
@@ -150,17 +190,95 @@ def _open(path: Path) -> Image.Image:
         raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
     if size == 0:
         raise InputError(f"{path}: empty file")
+    return _pil_open(path, str(path))
+
+
+def _pil_open(src: Path | io.BytesIO, name: str) -> Image.Image:
     try:
-        return Image.open(path)
+        return Image.open(src)
     except UnidentifiedImageError as e:
-        raise InputError(f"{path}: not an image or unsupported format") from e
+        raise InputError(f"{name}: not an image or unsupported format") from e
     except Image.DecompressionBombError as e:
-        raise InputError(f"{path}: page too large (limit {MAX_PIXELS:,} pixels)") from e
+        raise InputError(f"{name}: page too large (limit {MAX_PIXELS:,} pixels)") from e
     except OSError as e:
-        raise InputError(f"{path}: cannot read ({e})") from e
+        raise InputError(f"{name}: cannot read ({e})") from e
 
 
-def _load_frame(img: Image.Image, name: str, index: int) -> tuple[np.ndarray, tuple[float, float] | None]:
+def _pil_data(img: Image.Image) -> np.ndarray:
+    """A decoded PIL frame as grey in its native depth (see :class:`Page`)."""
+    mode = img.mode
+    if mode in ("1", "L"):
+        return np.asarray(img.convert("L") if mode == "1" else img, dtype=np.uint8)
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(img, dtype=np.uint16)
+    if mode in ("I", "F"):
+        return _pil_to_gray(img)  # 32-bit integer or float pages: scaled to [0, 1] as floats
+    if mode in ("P", "PA", "LA", "La", "RGBa", "RGBA"):
+        return bands_to_gray(np.asarray(img.convert("RGBA") if mode != "LA" else img))
+    if mode != "RGB":
+        img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    return bands_to_gray(np.asarray(img))
+
+
+#: (Pillow format, mode) of pages that libvips decodes strip by strip into a 1-byte-per-pixel page.
+STREAMED = {
+    "PNG": ("1", "L", "LA", "P", "RGB", "RGBA", "I;16", "I;16B"),
+    "TIFF": ("1", "L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"),
+    "JPEG": ("L", "RGB"),
+    "WEBP": ("L", "RGB", "RGBA"),
+}
+#: Decode at most about this many bytes of raw pixels at a time when streaming.
+STRIP_BYTES = 8 << 20
+
+
+def _vips() -> object | None:
+    try:
+        import pyvips
+    except (ImportError, OSError):
+        return None
+    pyvips.cache_set_max(0)  # no operation cache: nothing of a page outlives its reading
+    return pyvips
+
+
+def _streamable(img: Image.Image, index: int) -> bool:
+    if img.format not in STREAMED or img.mode not in STREAMED[img.format]:
+        return False
+    if img.getexif().get(0x0112, 1) not in (1, None):
+        return False  # EXIF orientation: the whole page is decoded and turned by Pillow
+    return _vips() is not None
+
+
+def _stream_frame(src: Path | bytes, fmt: str, index: int, size: tuple[int, int], name: str) -> np.ndarray | None:
+    """Decode one frame strip by strip with libvips into a grey page; None where libvips cannot."""
+    pyvips = _vips()
+    assert pyvips is not None
+    opts: dict[str, object] = {"access": "sequential", "fail_on": "error"}
+    if fmt == "TIFF":
+        opts["page"] = index
+    try:
+        v = (pyvips.Image.new_from_buffer(src, "", **opts) if isinstance(src, bytes)
+             else pyvips.Image.new_from_file(str(src), **opts))
+    except pyvips.Error:
+        return None
+    w, h = size
+    dtype = {"uchar": np.uint8, "ushort": np.uint16}.get(v.format)
+    if dtype is None or (v.width, v.height) != (w, h) or v.bands not in (1, 2, 3, 4):
+        return None
+    out = np.empty((h, w), dtype)
+    region = pyvips.Region.new(v)
+    rows = max(1, STRIP_BYTES // max(1, w * v.bands * np.dtype(dtype).itemsize))
+    try:
+        for y in range(0, h, rows):
+            n = min(rows, h - y)
+            strip = np.frombuffer(region.fetch(0, y, w, n), dtype).reshape(n, w, v.bands)
+            out[y:y + n] = bands_to_gray(strip)
+    except pyvips.Error as e:
+        msg = str(e).strip().splitlines()
+        raise InputError(f"{name}: corrupt or truncated image ({msg[-1] if msg else 'decode error'})") from e
+    return out
+
+
+def _load_frame(img: Image.Image, name: str, index: int, src: Path | bytes | None = None) -> Page:
     w, h = img.size
     if w * h > MAX_PIXELS:
         raise InputError(f"{name}: page {index + 1} too large ({w}×{h}, limit {MAX_PIXELS:,} pixels)")
@@ -168,37 +286,59 @@ def _load_frame(img: Image.Image, name: str, index: int) -> tuple[np.ndarray, tu
         raise InputError(f"{name}: page {index + 1} has no pixels")
     dpi = dpi_of(img)
     try:
+        if src is not None and _streamable(img, index):
+            data = _stream_frame(src, str(img.format), index, (w, h), name)
+            if data is not None:
+                return Page(data, dpi, index, streamed=True)
         img.load()
         frame = ImageOps.exif_transpose(img) if index == 0 or img.getexif() else img
-        gray = to_gray(frame)
+        return Page(_pil_data(frame), dpi, index)
     except InputError:
         raise
     except Image.DecompressionBombError as e:
         raise InputError(f"{name}: page too large (limit {MAX_PIXELS:,} pixels)") from e
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise InputError(f"{name}: corrupt or truncated image ({e})") from e
-    return gray, dpi
+
+
+def _pages(img: Image.Image, name: str, src: Path | bytes) -> Iterator[Page]:
+    with img:
+        count = getattr(img, "n_frames", 1) or 1
+        if count == 1:
+            page = _load_frame(img, name, 0, src)
+            img.close()  # free the decoded pixels before the caller works on the page
+            yield page
+            return
+        for i, frame in enumerate(ImageSequence.Iterator(img)):
+            page = _load_frame(frame, name, i, src)
+            page.count = count
+            yield page
 
 
 def iter_pages(path: str | os.PathLike[str]) -> Iterator[Page]:
     """Yield every page of an image file (one for most formats, several for multi-page TIFF).
+
+    PNG, TIFF, JPEG and WebP pages in the modes of :data:`STREAMED` are decoded strip by strip by libvips
+    (``pyvips``), so a huge page costs its own size (1 byte per pixel) and no more; other files are decoded
+    whole by Pillow.
 
     Raises:
         InputError: the file is missing, empty, not an image, corrupt, truncated or too large;
             the message starts with the file name.
     """
     p = Path(path)
-    img = _open(p)
-    with img:
-        count = getattr(img, "n_frames", 1) or 1
-        if count == 1:
-            gray, dpi = _load_frame(img, str(p), 0)
-            img.close()  # free the decoded pixels before the caller works on the page
-            yield Page(gray, dpi, 0, 1)
-            return
-        for i, frame in enumerate(ImageSequence.Iterator(img)):
-            gray, dpi = _load_frame(frame, str(p), i)
-            yield Page(gray, dpi, i, count)
+    yield from _pages(_open(p), str(p), p)
+
+
+def decode_pages(data: bytes, name: str = "<bytes>") -> Iterator[Page]:
+    """Like :func:`iter_pages`, for an image held in memory (a shard sample, an HTTP request body).
+
+    Raises:
+        InputError: see :func:`iter_pages`; the message names ``name``.
+    """
+    if not data:
+        raise InputError(f"{name}: empty image data")
+    yield from _pages(_pil_open(io.BytesIO(data), name), name, data)
 
 
 def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
@@ -211,20 +351,12 @@ def read_gray(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def decode_gray(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode image bytes (e.g. a shard's ``gray.png``) to float32 grey in [0, 1].
+    """Decode image bytes (e.g. a shard's ``gray.png``) to float32 grey in [0, 1] (the first page).
 
     Raises:
         InputError: empty, corrupt or not an image; the message names ``name``.
     """
-    if not data:
-        raise InputError(f"{name}: empty image data")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return _load_frame(img, name, 0)[0]
-    except UnidentifiedImageError as e:
-        raise InputError(f"{name}: not an image or unsupported format") from e
-    except Image.DecompressionBombError as e:
-        raise InputError(f"{name}: page too large (limit {MAX_PIXELS:,} pixels)") from e
+    return next(decode_pages(data, name)).gray
 
 
 def read_ground_truth(path: str | os.PathLike[str], text_white: bool = False) -> np.ndarray:

@@ -1,16 +1,24 @@
-"""Binarizer: normalise a page, run the model (in overlapping tiles when large), stitch, threshold.
+"""Binarizer: polarity, normalise a page, run the model (in overlapping tiles when large), stitch, threshold.
 
 The original API is kept: ``Binarizer(model).binarize(image)`` returns the ink probability and
-``binarize_batch`` does the same for a list. Large pages are cut into overlapping tiles so memory stays
-bounded; each tile's margin is dropped, so a fully convolutional model gives the untiled result up to
-its receptive field. For ``lstm2-seed`` (per-image BatchNorm, whole-row LSTMs) the BatchNorm statistics
-are measured on the whole page first and shared by all tiles, so only the LSTMs' reach is cut.
+``binarize_batch`` does the same for a list. :meth:`Binarizer.run` is the bounded-memory path the batch
+tools use: the page stays in its own 8- or 16-bit form, each tile is converted, normalised and run on its
+own, and its result goes straight into a 1-bit buffer (and an 8-bit probability map when asked) together
+with the page statistics (ink share, confidence); no float copy of the whole page exists.
+
+Large pages are cut into overlapping tiles whose origins fall on the model's own grid (a multiple of 32
+for ``msfcn``), so a tile sees its pixels exactly as the whole page would and only the missing context at
+a tile's far edge can differ; each tile's margin is dropped. For ``lstm2-seed`` (per-image BatchNorm,
+whole-row LSTMs) the BatchNorm statistics are measured on the whole page first and shared by all tiles.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +27,10 @@ import torch
 from PIL import Image
 
 from . import modelfile
-from .exceptions import ModelError
+from .exceptions import ModelError, UsageError
 from .imageio import to_gray
-from .models import Lstm2Seed, apply_page_norm, page_norm_mapping
+from .models import PAGE_NORM_SAMPLE, Lstm2Seed, apply_page_norm, page_norm_mapping
+from .polarity import MODES, Polarity, detect
 
 #: Pages above this many pixels are tiled automatically.
 AUTO_TILE_PIXELS = 6_000_000
@@ -31,6 +40,15 @@ DEFAULT_TILE = 2048
 DEFAULT_OVERLAP = 128
 #: Pages whose grey range is below this are blank: they give no ink.
 BLANK_RANGE = 2.0 / 255.0
+#: Precisions of the forward pass: ``bf16`` runs it under bfloat16 autocast (CPUs with AVX512-BF16 / AMX).
+PRECISIONS = ("fp32", "bf16")
+#: Confidence = clip(a − b × uncertainty), uncertainty = Σ (1 − |2p − 1|) / Σ p over the page; a model file
+#: may carry its own calibration in ``meta["confidence"]``.
+CONFIDENCE = {"a": 1.0, "b": 1.0}
+#: Pages below this confidence are flagged ``low-confidence`` (a model file may carry its own).
+LOW_CONFIDENCE = 0.8
+#: Ink shares outside this range are flagged ``ink-fraction-unusual``.
+USUAL_INK = (0.002, 0.35)
 
 
 def load(spec: str | os.PathLike[str] | modelfile.ModelInfo | None = None) -> modelfile.ModelInfo:
@@ -69,16 +87,113 @@ def threshold(prob: np.ndarray, t: float = 0.5) -> np.ndarray:
     return np.asarray(prob) > t
 
 
-def tiles(size: int, tile: int, overlap: int) -> Iterator[tuple[int, int, int, int]]:
+def tiles(size: int, tile: int, overlap: int, align: int = 1) -> Iterator[tuple[int, int, int, int]]:
     """Split ``0..size`` into tiles: yields (read_start, read_end, keep_start, keep_end).
 
     Each tile reads ``overlap`` extra pixels of context on both sides where the page has them and keeps
-    only its own core, so cores cover the page exactly once.
+    only its own core, so cores cover the page exactly once. With ``align``, cores start on multiples of
+    it and so do reads (their context is rounded up to the grid), still within ``tile`` pixels.
     """
-    core = max(1, tile - 2 * overlap)
+    core = tile - 2 * overlap
+    core -= core % align
+    if overlap % align:
+        core -= align  # room to round each read start down to the grid
+    core = max(align, core)
     for start in range(0, size, core):
         end = min(size, start + core)
-        yield max(0, start - overlap), min(size, end + overlap), start, end
+        r0 = max(0, start - overlap)
+        yield r0 - r0 % align, min(size, end + overlap), start, end
+
+
+def data_scale(data: np.ndarray) -> float:
+    """The value of white in a page array: 255 for uint8, 65535 for uint16, 1 otherwise."""
+    if data.dtype == np.uint8:
+        return 255.0
+    if data.dtype == np.uint16:
+        return 65535.0
+    return 1.0
+
+
+@dataclass
+class PageResult:
+    """What :meth:`Binarizer.run` gives for one page.
+
+    Attributes:
+        ink: the binary page packed 8 pixels to a byte along rows (``numpy.packbits``, 1 = ink), H × ⌈W/8⌉.
+        width, height: page size in pixels.
+        prob: 8-bit ink probability (floor(255 × p)), when asked.
+        ink_pixels: number of ink pixels.
+        uncertainty: Σ (1 − |2p − 1|) / Σ p over the page: how much of the ink is close to the cut.
+        confidence: calibrated from ``uncertainty``, in [0, 1] (high = the result can be trusted).
+        polarity: ``normal``, ``inverted`` or ``inverted-regions``.
+        regions: number of light-on-dark regions binarized inverted.
+        blank: the page is (nearly) constant and was not run through the model.
+        seconds: time spent in :meth:`Binarizer.run`.
+        low_confidence: the threshold under which ``confidence`` is flagged.
+    """
+
+    ink: np.ndarray
+    width: int
+    height: int
+    prob: np.ndarray | None = None
+    ink_pixels: int = 0
+    uncertainty: float = 0.0
+    confidence: float = 1.0
+    polarity: str = "normal"
+    regions: int = 0
+    blank: bool = False
+    seconds: float = 0.0
+    low_confidence: float = LOW_CONFIDENCE
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def ink_fraction(self) -> float:
+        return self.ink_pixels / self.pixels if self.pixels else 0.0
+
+    def ink_mask(self) -> np.ndarray:
+        """The binary page unpacked: bool H×W, True = ink (small pages, tests)."""
+        return np.unpackbits(self.ink, axis=1, count=self.width).astype(bool)
+
+    @property
+    def flags(self) -> list[str]:
+        """What a person may want to look at: ``blank``, ``inverted``, ``inverted-regions``, ``low-confidence``,
+        ``ink-fraction-unusual``."""
+        out = []
+        if self.blank or self.ink_pixels == 0:
+            out.append("blank")
+        if self.polarity in ("inverted", "inverted-regions"):
+            out.append(self.polarity)
+        if not self.blank and self.ink_pixels and self.confidence < self.low_confidence:
+            out.append("low-confidence")
+        if not self.blank and self.ink_pixels and not USUAL_INK[0] <= self.ink_fraction <= USUAL_INK[1]:
+            out.append("ink-fraction-unusual")
+        return out
+
+
+@dataclass
+class _Stats:
+    ink: int = 0
+    prob_sum: float = 0.0
+    uncertain: float = 0.0
+
+    def add(self, p: torch.Tensor, ink: torch.Tensor) -> None:
+        self.ink += int(ink.sum())
+        self.prob_sum += float(p.sum(dtype=torch.float64))
+        self.uncertain += float((1.0 - (2.0 * p - 1.0).abs()).sum(dtype=torch.float64))
+
+
+@dataclass
+class _Plan:
+    """Everything decided once per page before the tiles run."""
+
+    polarity: Polarity
+    mapping: tuple[float, float] | None
+    scale: float
+    bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Binarizer:
@@ -90,15 +205,36 @@ class Binarizer:
         tile: tile side in pixels; None tiles automatically above :data:`AUTO_TILE_PIXELS`, 0 never tiles.
         overlap: context pixels on each side of a tile.
         threads: torch CPU threads (None leaves torch's setting).
+        polarity: ``auto`` (find light-on-dark pages and regions, see :mod:`ocrobin.polarity`), ``normal``
+            (take the page as it is) or ``inverted`` (light text on a dark ground everywhere).
+        tta: test-time augmentation: average the model over the page and its three flips (4× the time).
+        precision: ``fp32`` or ``bf16`` (bfloat16 autocast for the forward pass, CPU or CUDA).
+
+    Raises:
+        ModelError: the model cannot be loaded.
+        UsageError: unknown polarity or precision.
     """
 
+    #: defaults for subclasses that set up their own model (``ocrobin.onnx.OnnxBinarizer``)
+    polarity = "auto"
+    tta = False
+    precision = "fp32"
+
     def __init__(self, model: Any = None, device: str = "cpu", tile: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP, threads: int | None = None) -> None:
+                 overlap: int = DEFAULT_OVERLAP, threads: int | None = None, polarity: str = "auto",
+                 tta: bool = False, precision: str = "fp32") -> None:
+        if polarity not in MODES:
+            raise UsageError(f"unknown polarity {polarity!r} (auto, normal or inverted)")
+        if precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {precision!r} (fp32 or bf16)")
         self.info = load(model)
         self.model = self.info.model.to(device).eval()
         self.device = torch.device(device)
         self.tile = tile
         self.overlap = overlap
+        self.polarity = polarity
+        self.tta = tta
+        self.precision = precision
         if threads:
             torch.set_num_threads(threads)
 
@@ -112,22 +248,75 @@ class Binarizer:
         """The model's page contrast normalisation (its metadata's ``page_norm``), None where it has none."""
         return self.info.meta.get("page_norm") or None
 
+    @property
+    def align(self) -> int:
+        """Tile origins fall on multiples of this: the model's own grid, and whole bytes of the 1-bit page."""
+        return math.lcm(8, int(getattr(self.model, "multiple", 1) or 1))
+
+    # --- the network ------------------------------------------------------------------------------
+
     def _logits(self, x: torch.Tensor, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         if isinstance(self.model, Lstm2Seed):
             return self.model(x, bn_stats=bn_stats)
         return self.model(x)
 
-    def _page_bn_stats(self, gray: np.ndarray, tile: int,
-                       prepared: Callable[[np.ndarray], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _prob(self, x: torch.Tensor, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Ink probability of a B×1×H×W batch (flip-averaged with ``tta``)."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            if not self.tta:
+                return torch.sigmoid(self._logits(x, bn_stats).float())
+            acc = None
+            for dims in ((), (3,), (2,), (2, 3)):
+                xi = torch.flip(x, dims) if dims else x
+                p = torch.sigmoid(self._logits(xi, bn_stats).float())
+                p = torch.flip(p, dims) if dims else p
+                acc = p if acc is None else acc + p
+            assert acc is not None
+            return acc / 4.0
+
+    # --- planning -----------------------------------------------------------------------------------
+
+    def _tile_side(self, h: int, w: int) -> int:
+        if self.tile is not None:
+            return self.tile
+        return DEFAULT_TILE if h * w > AUTO_TILE_PIXELS else 0
+
+    def _plan(self, data: np.ndarray, polarity: str | None = None) -> _Plan:
+        scale = data_scale(data)
+        pol = detect(data, scale, polarity or self.polarity)
+        mapping = None
+        if self.page_norm:
+            # measured once on the whole (polarity-corrected) page, applied tile by tile
+            step = max(1, int(math.sqrt(data.size / PAGE_NORM_SAMPLE)))
+            sample = pol.invert_sample(data[::step, ::step].astype(np.float32) / np.float32(scale), step)
+            mapping = page_norm_mapping(sample, self.page_norm)
+        return _Plan(pol, mapping, scale)
+
+    def _prepared(self, plan: _Plan, a: np.ndarray, y0: int, x0: int) -> torch.Tensor:
+        """One tile as the network sees it: float, polarity-corrected, normalised, 1×1×H×W on the device."""
+        x = torch.from_numpy(np.ascontiguousarray(a)).to(self.device).float()
+        if plan.scale != 1.0:
+            x = x.div_(plan.scale)
+        if plan.polarity.mode == "inverted":
+            x = 1.0 - x
+        else:
+            m = plan.polarity.tile_mask(x, y0, x0)
+            if m is not None:
+                x = x + m * (1.0 - 2.0 * x)
+        if plan.mapping:
+            x = apply_page_norm(x, plan.mapping)
+        return x[None, None]
+
+    def _page_bn_stats(self, data: np.ndarray, plan: _Plan, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and (biased) variance of the first convolution over the whole page."""
         assert isinstance(self.model, Lstm2Seed)
         total = None
         total2 = None
         n = 0
-        h, w = gray.shape
+        h, w = data.shape
         for y0, y1, ky0, ky1 in tiles(h, tile, 1):
             for x0, x1, kx0, kx1 in tiles(w, tile, 1):
-                f = self.model.features(prepared(gray[y0:y1, x0:x1]))
+                f = self.model.features(self._prepared(plan, data[y0:y1, x0:x1], y0, x0))
                 f = f[0, :, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0].double()
                 s, s2 = f.sum((1, 2)), (f * f).sum((1, 2))
                 total = s if total is None else total + s
@@ -138,44 +327,101 @@ class Binarizer:
         var = (total2 / n - mean * mean).clamp_min(0)
         return mean.float(), var.float()
 
-    def _tile_side(self, gray: np.ndarray) -> int:
-        if self.tile is not None:
-            return self.tile
-        return DEFAULT_TILE if gray.size > AUTO_TILE_PIXELS else 0
+    # --- the tile loop ------------------------------------------------------------------------------
+
+    def _each_tile(self, data: np.ndarray, plan: _Plan,
+                   sink: Callable[[int, int, int, int, torch.Tensor], None]) -> None:
+        """Run the model over the page and hand every tile core's probability (float, H×W) to ``sink``."""
+        h, w = data.shape
+        side = self._tile_side(h, w)
+        if not side or (h <= side and w <= side):
+            sink(0, h, 0, w, self._prob(self._prepared(plan, data, 0, 0))[0, 0])
+            return
+        if isinstance(self.model, Lstm2Seed):
+            plan.bn_stats = self._page_bn_stats(data, plan, side)
+        ov = min(self.overlap, side // 4)
+        align = self.align
+        for y0, y1, ky0, ky1 in tiles(h, side, ov, align):
+            for x0, x1, kx0, kx1 in tiles(w, side, ov, align):
+                p = self._prob(self._prepared(plan, data[y0:y1, x0:x1], y0, x0), plan.bn_stats)[0, 0]
+                sink(ky0, ky1, kx0, kx1, p[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0])
+
+    @staticmethod
+    def _as_page(image: Image.Image | np.ndarray) -> np.ndarray:
+        if isinstance(image, np.ndarray) and image.ndim == 2 and image.dtype in (np.uint8, np.uint16):
+            return np.ascontiguousarray(image)
+        return np.ascontiguousarray(to_gray(image), dtype=np.float32)
+
+    @staticmethod
+    def _blank(data: np.ndarray) -> bool:
+        return data.size == 0 or float(data.max()) - float(data.min()) < BLANK_RANGE * data_scale(data)
 
     @torch.inference_mode()
-    def binarize(self, image: Image.Image | np.ndarray) -> np.ndarray:
+    def binarize(self, image: Image.Image | np.ndarray, polarity: str | None = None) -> np.ndarray:
         """Ink probability of one page.
 
         Args:
-            image: PIL image or numpy array (2-D float in 0..1 or uint8; H×W×3 is averaged).
+            image: PIL image or numpy array (2-D float in 0..1, uint8 or uint16; H×W×3 is averaged).
+            polarity: overrides the binarizer's polarity for this page.
 
         Returns:
             float32 H×W array in [0, 1], high where ink.
         """
-        gray = np.ascontiguousarray(to_gray(image), dtype=np.float32)
-        h, w = gray.shape
-        if gray.size == 0 or float(gray.max() - gray.min()) < BLANK_RANGE:
-            return np.zeros((h, w), np.float32)
-        mapping = page_norm_mapping(gray, self.page_norm) if self.page_norm else None
+        data = self._as_page(image)
+        h, w = data.shape
+        out = np.zeros((h, w), np.float32)
+        if self._blank(data):
+            return out
 
-        def prepared(a: np.ndarray) -> torch.Tensor:
-            # the page's normalisation, applied tile by tile: no normalised copy of a huge page
-            x = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
-            return (apply_page_norm(x, mapping) if mapping else x)[None, None]
+        def keep(y0: int, y1: int, x0: int, x1: int, p: torch.Tensor) -> None:
+            out[y0:y1, x0:x1] = p.float().cpu().numpy()
 
-        side = self._tile_side(gray)
-        if not side or (h <= side and w <= side):
-            x = prepared(gray)
-            return torch.sigmoid(self._logits(x)).float().cpu().numpy()[0, 0]
-        stats = self._page_bn_stats(gray, side, prepared) if isinstance(self.model, Lstm2Seed) else None
-        out = np.empty((h, w), np.float32)
-        ov = min(self.overlap, side // 4)
-        for y0, y1, ky0, ky1 in tiles(h, side, ov):
-            for x0, x1, kx0, kx1 in tiles(w, side, ov):
-                p = torch.sigmoid(self._logits(prepared(gray[y0:y1, x0:x1]), stats)).float().cpu().numpy()[0, 0]
-                out[ky0:ky1, kx0:kx1] = p[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0]
+        self._each_tile(data, self._plan(data, polarity), keep)
         return out
+
+    @torch.inference_mode()
+    def run(self, image: Image.Image | np.ndarray, t: float = 0.5, prob: bool = False,
+            polarity: str | None = None) -> PageResult:
+        """Binarize one page into a 1-bit buffer (and an 8-bit probability map), tile by tile.
+
+        Memory: the page as given (keep it 8-bit: 1 byte per pixel), 1 bit per pixel for the result, 1 byte
+        per pixel more with ``prob``, and one tile's worth of float work.
+
+        Args:
+            image: the page; an H×W uint8 or uint16 array is used as it is (no float copy).
+            t: ink where the probability is above ``t``.
+            prob: also keep floor(255 × p) as uint8.
+            polarity: overrides the binarizer's polarity for this page.
+
+        Returns:
+            the :class:`PageResult`.
+        """
+        t0 = time.perf_counter()
+        data = self._as_page(image)
+        h, w = data.shape
+        packed = np.zeros((h, (w + 7) // 8), np.uint8)
+        pmap = np.zeros((h, w), np.uint8) if prob else None
+        meta = self.info.meta.get("confidence") or CONFIDENCE
+        low = float(self.info.meta.get("low_confidence", LOW_CONFIDENCE))
+        if self._blank(data):
+            return PageResult(packed, w, h, pmap, blank=True, seconds=time.perf_counter() - t0, low_confidence=low)
+        plan = self._plan(data, polarity)
+        stats = _Stats()
+
+        def keep(y0: int, y1: int, x0: int, x1: int, p: torch.Tensor) -> None:
+            p = p.float()
+            ink = p > t
+            stats.add(p, ink)
+            bits = np.packbits(ink.cpu().numpy(), axis=1)
+            packed[y0:y1, x0 // 8:x0 // 8 + bits.shape[1]] = bits  # tile cores start on whole bytes
+            if pmap is not None:
+                pmap[y0:y1, x0:x1] = torch.floor(p.clamp(0.0, 1.0) * 255.0).to(torch.uint8).cpu().numpy()
+
+        self._each_tile(data, plan, keep)
+        unc = stats.uncertain / max(stats.prob_sum, 1.0)
+        conf = float(np.clip(meta["a"] - meta["b"] * unc, 0.0, 1.0))
+        return PageResult(packed, w, h, pmap, stats.ink, unc, conf, plan.polarity.decision, plan.polarity.regions,
+                          seconds=time.perf_counter() - t0, low_confidence=low)
 
     def binarize_batch(self, images: Iterable[Image.Image | np.ndarray]) -> list[np.ndarray]:
         """Ink probabilities of several pages (each normalised on its own)."""

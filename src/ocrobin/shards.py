@@ -174,13 +174,14 @@ class ShardSink:
         if self.count >= self.maxcount:
             self._close()
 
-    def abort(self) -> None:
-        """Drop the shard in progress (its temporary file is removed)."""
+    def abort(self, keep: bool = False) -> None:
+        """Drop the shard in progress: its temporary file is removed, or with ``keep`` left for the next
+        run to find (and remove), so that it can say a shard was interrupted."""
         if self._writer is not None:
             try:
                 self._writer.close()
             finally:
-                if self._tmp is not None and self._tmp.exists():
+                if self._tmp is not None and self._tmp.exists() and not keep:
                     self._tmp.unlink()
                 self._writer = None
 
@@ -192,10 +193,11 @@ class ShardSink:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None or exc_type is KeyboardInterrupt:
+        # only a complete run gives a shard its final name: an interrupted one is not finished
+        if exc_type is None:
             self.close()
         else:
-            self.abort()
+            self.abort(keep=exc_type is KeyboardInterrupt)
 
 
 def count_samples(path: str) -> int:

@@ -1,0 +1,275 @@
+"""Batch binarization of webdataset shards: input shard *i* becomes output shard ``pattern % i``.
+
+An output shard gets its final name only when every input sample has a result — its binary page or, for a
+sample that failed, an ``error.txt`` member under its key — so downstream tools see every input key once.
+An interrupted run (Ctrl-C, a kill, an input shard that cannot be read to the end) leaves at most a
+temporary file, which the next run removes before redoing that shard; finished shards are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import shards
+from ..exceptions import OcrobinError, ShardError, UsageError
+from ..imageio import decode_pages
+from ..infer import Binarizer
+from ..paths import check_no_clash, resolved
+from .claims import STALE_AFTER, Claims, pid_alive
+from .common import PAGE_ERRORS, ErrorHandler, Options, Summary, error_message, raise_error
+from .page import binarize_page
+from .report import Report
+from .workers import BinarizerSpec, Runner
+
+#: Member holding the reason a sample failed, in place of its binary page.
+ERROR_KEY = "error.txt"
+
+
+def shard_outputs(urls: list[str], pattern: str) -> list[str]:
+    """Output shard names: input shard *i* goes to ``pattern % i``."""
+    return [shards.shard_name(pattern, i) for i in range(len(urls))]
+
+
+def plan_shards(inputs: str | list[str], output_pattern: str) -> tuple[list[str], list[str]]:
+    """(input shards, output shards), one output per input, none of them an input.
+
+    Raises:
+        UsageError: no input shards, a pattern that does not number the outputs, or an output that is an
+            input shard.
+    """
+    urls = shards.expand_urls(inputs)
+    if not urls:
+        raise UsageError(f"{' '.join([inputs] if isinstance(inputs, str) else inputs)}: no shards")
+    outs = shard_outputs(urls, output_pattern)
+    if len(set(outs)) != len(outs):
+        raise UsageError(f"output pattern {output_pattern!r} must number the shards (e.g. out-%06d.tar)")
+    check_no_clash(urls, outs, "output shard")
+    return urls, outs
+
+
+def sample_name(url: str, sample: dict[str, Any]) -> str:
+    return f"{url}:{sample.get('__key__', '?')}"
+
+
+@dataclass(frozen=True)
+class SampleTask:
+    """One shard sample as a worker gets it."""
+
+    sample: dict[str, Any]
+    input_key: str
+    opts: Options
+
+
+def run_sample(binarizer: Binarizer, task: SampleTask) -> tuple[dict[str, Any], dict[str, Any], Exception | None]:
+    """Binarize one sample: (output sample, report row, error or None). A failed sample's output holds
+    ``error.txt`` instead of ``bin.png``."""
+    sample = task.sample
+    url = str(sample.get("__url__", "?"))
+    key = str(sample.get("__key__", "?"))
+    try:
+        found = shards.image_key(sample, task.input_key)
+        page = next(decode_pages(sample[found], f"{url}:{key}.{found}"))
+        enc = binarize_page(binarizer, page, task.opts, shard=True)
+    except PAGE_ERRORS as e:
+        msg = error_message(sample_name(url, sample), e)
+        return ({"__key__": key, ERROR_KEY: msg.encode()},
+                {"input": url, "key": key, "status": "failed", "error": msg}, e)
+    out: dict[str, Any] = {"__key__": key, shards.BIN_KEY: enc.binary}
+    if enc.prob is not None:
+        out[shards.PROB_KEY] = enc.prob
+    r = enc.result
+    row = {"input": url, "key": key, "status": "done", "width": r.width, "height": r.height,
+           "dpi": list(page.dpi) if page.dpi else None, "seconds": round(r.seconds, 4),
+           "ink_fraction": round(r.ink_fraction, 6), "polarity": r.polarity, "confidence": round(r.confidence, 4),
+           "flags": r.flags}
+    return out, row, None
+
+
+def binarize_sample(binarizer: Binarizer, sample: dict[str, Any], input_key: str = shards.GRAY_KEY,
+                    t: float = 0.5, prob: bool = False, invert: bool = False,
+                    polarity: str | None = None) -> dict[str, Any]:
+    """Binarize one shard sample; returns the output sample (``__key__``, ``bin.png``[, ``prob.png``]).
+
+    ``bin.png`` follows the training format: 0 = ink, 255 = paper, 8-bit.
+
+    Raises:
+        ShardError: the sample lacks the input key.
+        InputError: the image cannot be decoded.
+    """
+    pol = "inverted" if invert else (polarity or binarizer.polarity)
+    opts = Options(prob=prob, threshold=t, polarity=pol)
+    out, _, err = run_sample(binarizer, SampleTask(sample, input_key, opts))
+    if err is not None:
+        raise err
+    return out
+
+
+def _leftovers(out: str) -> list[Path]:
+    """Temporary files of ``out`` left by runs that are gone (this host's dead processes)."""
+    p = Path(out)
+    found = []
+    for tmp in p.parent.glob(f".{p.name}.*.tmp"):
+        parts = tmp.name[len(p.name) + 2:].split(".")
+        try:
+            pid = int(parts[0])
+        except (ValueError, IndexError):
+            continue
+        if len(parts) >= 3 and parts[1] != socket.gethostname():
+            continue
+        if not pid_alive(pid):
+            found.append(tmp)
+    return found
+
+
+def _keys_of(path: str) -> list[str]:
+    import tarfile
+
+    keys: list[str] = []
+    with tarfile.open(path) as tf:
+        for m in tf:
+            if m.isfile():
+                k = m.name.split(".", 1)[0]
+                if not keys or keys[-1] != k:
+                    keys.append(k)
+    return keys
+
+
+def binarize_shards(
+    binarizer: Binarizer | None,
+    inputs: str | list[str],
+    output_pattern: str,
+    *,
+    input_key: str = shards.GRAY_KEY,
+    t: float = 0.5,
+    prob: bool = False,
+    invert: bool = False,
+    polarity: str | None = None,
+    overwrite: bool = False,
+    handler: ErrorHandler = raise_error,
+    progress: bool = False,
+    workers: int = 1,
+    spec: BinarizerSpec | None = None,
+    report: Report | None = None,
+    claims: bool = True,
+    claim_timeout: float = STALE_AFTER,
+) -> Summary:
+    """Binarize webdataset shards; input shard *i* becomes output shard ``output_pattern % i``.
+
+    A finished output shard is skipped on a rerun unless ``overwrite``. A sample that fails is reported
+    through ``handler`` and recorded in its output shard as ``error.txt``; a shard that cannot be read
+    to the end is reported and gets no output (a rerun redoes it). Arguments as in
+    :func:`ocrobin.batch.binarize_files`.
+    """
+    urls, outs = plan_shards(inputs, output_pattern)
+    pol = "inverted" if invert else (polarity or (binarizer.polarity if binarizer is not None else None)
+                                      or (spec.polarity if spec else "auto"))
+    opts = Options(prob=prob, threshold=t, polarity=pol, overwrite=overwrite)
+    summary = Summary()
+    root = resolved(outs[0]).parent
+    owned = Claims(root, stale_after=claim_timeout) if claims else None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit="page", dynamic_ncols=True)
+    t0 = time.perf_counter()
+
+    def row(**fields: Any) -> None:
+        if report is not None:
+            report.row(**fields)
+
+    def skip(url: str, out: str) -> None:
+        keys = _keys_of(out)
+        summary.skipped += len(keys)
+        for k in keys:
+            row(input=url, key=k, output=f"{out}:{k}", status="skipped")
+
+    def one_shard(runner: Runner, i: int, url: str, out: str) -> None:
+        left = _leftovers(out)
+        for tmp in left:
+            tmp.unlink(missing_ok=True)
+        readable = True
+
+        def on_read_error(exn: Exception) -> bool:
+            nonlocal readable
+            readable = False
+            handler(url, exn if isinstance(exn, OcrobinError) else ShardError(f"{url}: {exn}"))
+            return True
+
+        def tasks() -> Iterator[SampleTask]:
+            for sample in shards.iter_samples([url], handler=on_read_error):
+                yield SampleTask(sample, input_key, opts)
+
+        sink = shards.ShardSink(output_pattern, maxcount=1 << 62, start=i)
+        n = 0
+        try:
+            sink.open()
+            for _, (out_sample, r, err) in runner.map(run_sample, tasks()):
+                sink.write(out_sample)
+                n += 1
+                if err is None:
+                    summary.done += 1
+                    summary.pixels += int(r["width"] * r["height"])
+                else:
+                    handler(sample_name(url, {"__key__": r["key"]}), err)
+                r["output"] = f"{out}:{r['key']}"
+                row(**r)
+                if bar is not None:
+                    bar.update(1)
+        except BaseException as e:
+            sink.abort(keep=isinstance(e, KeyboardInterrupt))  # the next run finds it and says it redid it
+            raise
+        if not readable:
+            sink.abort()
+            handler(url, ShardError(f"{url}: could not be read to the end; {out} not written (a rerun redoes it)"))
+            return
+        sink.close()
+        if left:
+            summary.redone += n
+
+    deferred: list[tuple[int, str, str]] = []
+    runner = Runner(binarizer, spec, workers)
+    try:
+        with runner:
+            for i, (url, out) in enumerate(zip(urls, outs, strict=True)):
+                if not overwrite and os.path.exists(out):
+                    skip(url, out)
+                    continue
+                if owned is not None and not owned.claim(str(resolved(out))):
+                    deferred.append((i, url, out))
+                    continue
+                try:
+                    one_shard(runner, i, url, out)
+                finally:
+                    if owned is not None:
+                        owned.release(str(resolved(out)))
+            while deferred:
+                assert owned is not None
+                for item in list(deferred):
+                    i, url, out = item
+                    key = str(resolved(out))
+                    if not owned._path(key).exists():
+                        deferred.remove(item)
+                        if os.path.exists(out):
+                            summary.elsewhere += len(_keys_of(out))
+                    elif owned.stale(key) and owned.claim(key):
+                        deferred.remove(item)
+                        try:
+                            one_shard(runner, i, url, out)
+                        finally:
+                            owned.release(key)
+                if deferred:
+                    time.sleep(0.5)
+    finally:
+        if owned is not None:
+            owned.close()
+        if bar is not None:
+            bar.close()
+    summary.seconds = time.perf_counter() - t0
+    return summary
