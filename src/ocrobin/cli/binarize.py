@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
@@ -28,7 +30,20 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
                    "the output pattern formatted with i")
     p.add_argument("--input-key", default="gray.png",
                    help="sample key of the page in shards (other image extensions accepted; default gray.png)")
-    p.add_argument("--invert", action="store_true", help="invert the input first (light text on dark ground)")
+    p.add_argument("--polarity", choices=("auto", "normal", "inverted"), default="auto",
+                   help="auto: find light-on-dark pages and regions and binarize them as text, output text "
+                   "always black (default); normal: take pages as they are; inverted: light text on a dark "
+                   "ground everywhere")
+    p.add_argument("--invert", dest="polarity", action="store_const", const="inverted",
+                   help="same as --polarity inverted")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes, each running whole pages (read, model, write) with its own model "
+                   "(default: one per CPU up to 4; 1 on a GPU)")
+    p.add_argument("--report", default=None, metavar="FILE",
+                   help="run report: one row per page (.jsonl or .csv), appended and flushed as pages finish")
+    p.add_argument("--claim-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="several runs on one output folder split the pages; a claim of another machine not "
+                   "renewed for this long is taken over (default 60)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: Ray Data actors (shards only; extra ocrobin[ray])")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start Ray locally)")
@@ -54,17 +69,39 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="run the model with PyTorch (default) or ONNX Runtime (extra ocrobin[onnx])")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the model over the page and its three flips (4x time)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: forward pass in bfloat16 (faster on CPUs with AVX512-BF16/AMX and on GPUs)")
+
+
+def binarizer_spec(args: argparse.Namespace, threads: int | None = None):  # noqa: ANN201 - BinarizerSpec
+    """How to build the binarizer the model options ask for (also in worker processes)."""
+    from ..batch import BinarizerSpec
+
+    return BinarizerSpec(model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
+                         threads=threads if threads is not None else args.threads,
+                         polarity=getattr(args, "polarity", "auto") or "auto", tta=getattr(args, "tta", False),
+                         precision=getattr(args, "precision", "fp32"), backend=args.backend)
 
 
 def make_binarizer(args: argparse.Namespace):  # noqa: ANN201 - Binarizer or a subclass
     """The binarizer the model options ask for."""
-    if args.backend == "onnxruntime":
-        from ..onnx import OnnxBinarizer
+    return binarizer_spec(args).build()
 
-        return OnnxBinarizer(args.model, threads=args.threads, tile=args.tile, overlap=args.overlap)
-    from ..infer import Binarizer
 
-    return Binarizer(args.model, device=args.device, tile=args.tile, overlap=args.overlap, threads=args.threads)
+def _workers(args: argparse.Namespace, jobs: int) -> tuple[int, int | None]:
+    """(worker processes, torch threads per worker) for ``jobs`` pages or shards."""
+    from ..batch import cpu_count, default_workers
+    from ..exceptions import UsageError
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    n = args.workers if args.workers is not None else default_workers(args.device)
+    n = max(1, min(n, jobs))
+    if n == 1:
+        return 1, args.threads
+    return n, args.threads or max(1, cpu_count() // n)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.threshold <= 1.0:
         raise UsageError("--threshold must lie in [0, 1]")
     progress = not args.no_progress
+    args.invert = args.polarity == "inverted"  # what the Ray engine takes
     if args.shards:
         if args.inputs:
             raise UsageError("give either input files or --shards, not both")
@@ -91,30 +129,59 @@ def run(args: argparse.Namespace) -> int:
             for name, reason in summary.errors:
                 print(f"ocrobin: error: {name}: {reason}", file=sys.stderr)
         else:
+            from ..paths import check_no_clash
+
+            urls, _ = batch.plan_shards(args.shards, args.output)
+            if args.report:
+                check_no_clash(urls, [args.report], "report")
             summary = batch.Summary()
-            binarizer = make_binarizer(args)
+            n, threads = _workers(args, 1 << 30)
+            spec = binarizer_spec(args, threads)
+            binarizer = binarizer_spec(args).build()
             handler = batch.reporting_handler(summary, _writer(progress))
-            summary.add(batch.binarize_shards(
-                binarizer, args.shards, args.output, input_key=args.input_key, t=args.threshold, prob=args.prob,
-                invert=args.invert, overwrite=args.overwrite, handler=handler, progress=progress,
-            ))
+            with _report(args) as report:
+                summary.add(batch.binarize_shards(
+                    binarizer, args.shards, args.output, input_key=args.input_key, t=args.threshold, prob=args.prob,
+                    polarity=args.polarity, overwrite=args.overwrite, handler=handler, progress=progress,
+                    workers=n, spec=spec, report=report, claim_timeout=args.claim_timeout,
+                ))
     else:
         if args.engine == "ray":
             raise UsageError("--engine ray works on --shards")
         if not args.inputs:
             raise UsageError("no inputs given")
         summary = batch.Summary()
-        handler = batch.reporting_handler(summary, _writer(progress))
-        jobs = batch.collect_inputs(args.inputs, handler)
-        binarizer = make_binarizer(args)
-        summary.add(batch.binarize_files(
-            binarizer, jobs, args.output, fmt=args.format, prob=args.prob, t=args.threshold, invert=args.invert,
-            overwrite=args.overwrite, handler=handler, progress=progress,
-        ))
+        write = _writer(progress)
+        handler = batch.reporting_handler(summary, write)
+        found = batch.find_inputs(args.inputs, handler, exclude=[args.output], notice=lambda s: write(f"ocrobin: {s}"))
+        if found.ignored:
+            write(f"ocrobin: {found.ignored} non-image or hidden file(s) ignored")
+        batch.check_file_outputs(found.jobs, args.output, args.format, args.prob,
+                                 [args.report] if args.report else [])
+        n, threads = _workers(args, len(found.jobs))
+        spec = binarizer_spec(args, threads)
+        binarizer = binarizer_spec(args).build()
+        with _report(args) as report:
+            summary.add(batch.binarize_files(
+                binarizer, found.jobs, args.output, fmt=args.format, prob=args.prob, t=args.threshold,
+                polarity=args.polarity, overwrite=args.overwrite, handler=handler, progress=progress,
+                workers=n, spec=spec, report=report, claim_timeout=args.claim_timeout,
+            ))
     print(summary.line(), file=sys.stderr)
     if summary.done:
         print(f"outputs in {args.output}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+@contextmanager
+def _report(args: argparse.Namespace) -> Iterator[object]:
+    if not args.report:
+        yield None
+        return
+    from ..batch import Report
+
+    with Report(args.report) as r:
+        yield r
 
 
 def _writer(progress: bool):  # noqa: ANN202
