@@ -25,6 +25,7 @@ import numpy as np
 from . import datasets, metrics
 from .exceptions import DataError, InputError, OcrobinError, UsageError
 from .imageio import IMAGE_SUFFIXES, atomic_path, read_gray, read_ground_truth, write_binary
+from .paths import check_no_clash
 
 #: Suffix of the binary pages ``ocrobin binarize`` writes; preferred over other files of the same stem.
 PRED_SUFFIX = ".bin.png"
@@ -390,6 +391,22 @@ def _safe_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=,-]+", "_", Path(spec).name if os.sep in spec else spec) or "method"
 
 
+def _check_outputs(sets: list[tuple[str, Path]], outdir: Path, methods: Sequence[str], save_pred: bool,
+                   limit: int | None) -> None:
+    """Refuse a benchmark whose results or saved pages would overwrite one of its inputs."""
+    inputs: list[Path] = []
+    outputs = [outdir / "results.json", outdir / "results.md", outdir / "fm_vs_speed.png"]
+    for set_name, set_dir in sets:
+        pages, _ = set_pages(set_dir, limit)
+        for stem, img, gt in pages:
+            inputs.extend(p for p in (img, gt) if p is not None)
+            if save_pred:
+                outputs.extend(outdir / "pred" / set_name / _safe_name(m) / f"{stem}{PRED_SUFFIX}" for m in methods)
+        if (set_dir / "weights").is_dir():
+            inputs.extend((set_dir / "weights").iterdir())
+    check_no_clash(inputs, outputs)
+
+
 def run_bench(data: str | os.PathLike[str], methods: Sequence[str] = DEFAULT_METHODS,
               out: str | os.PathLike[str] | None = None, limit: int | None = None, threads: int | None = None,
               save_pred: bool = False, generate_weights: bool = True, progress: bool = True,
@@ -423,6 +440,8 @@ def run_bench(data: str | os.PathLike[str], methods: Sequence[str] = DEFAULT_MET
         raise UsageError("--save-pred needs an output folder")
     sets = find_sets(data)
     outdir = Path(out) if out is not None else None
+    if outdir is not None:
+        _check_outputs(sets, outdir, methods, save_pred, limit)
 
     say = (lambda m: tqdm.write(m)) if progress else log
     runners: list[tuple[str, Method | None, str | None]] = []

@@ -508,6 +508,7 @@ class Trainer:
         self.ddp: nn.Module = self.model
         if self.world > 1:
             self.ddp = nn.parallel.DistributedDataParallel(self.model)
+        self._check_outputs()
         self.pools = [Pool(s, cfg.pool) for s in self.sources]
         weights = np.array([s.weight for s in self.sources])
         self.weights = weights / weights.sum()
@@ -518,6 +519,26 @@ class Trainer:
         self.last_val: float | None = None
         self.val_at = -1
         self._stop = False
+
+    def _check_outputs(self) -> None:
+        """Refuse a run whose log, plot or checkpoints would overwrite its data or the model it resumes from."""
+        from .paths import check_no_clash, resolved
+
+        inputs: list[Any] = []
+        for s in self.sources:
+            inputs.extend(s.items if s.kind == "shards" else [f for pair in s.items for f in pair])
+        if self.cfg.val:
+            inputs.extend(f for pair in complete_pairs(Path(self.cfg.val)) for f in pair)
+        if self.cfg.resume and Path(self.cfg.resume).is_file():
+            inputs.append(self.cfg.resume)
+            target = self.cfg.maxtrain if self.cfg.ntrain is None else min(self.cfg.maxtrain,
+                                                                            self.samples + self.cfg.ntrain)
+            first = resolved(f"{self.cfg.output}-{self.samples:09d}-")  # the name a run that trains nothing saves
+            mine = resolved(self.cfg.resume)
+            if target <= self.samples and mine.parent == first.parent and mine.name.startswith(first.name):
+                raise UsageError(f"checkpoints {first}*.safetensors would overwrite the model resumed from, "
+                                 f"{self.cfg.resume} (choose another -o)")
+        check_no_clash(inputs, [f"{self.cfg.output}.log.csv", f"{self.cfg.output}.plot.png"])
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of the current step (a pure function of seed, step, rank and the pools)."""

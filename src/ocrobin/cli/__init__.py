@@ -16,6 +16,7 @@ from ..exceptions import OcrobinError
 #: sub-command name -> module under ``ocrobin.cli``
 COMMANDS = {
     "binarize": "binarize",
+    "report": "report",
     "import-legacy": "import_legacy",
     "eval": "evaluate",
     "bench": "bench",

@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         list_pair_truths,
     )
     from ..imageio import save_image
+    from ..paths import check_no_clash
     from ..shards import ShardSink
 
     if args.out is None and args.preview is None:
@@ -143,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
         check_pattern(args.out)
     clean = [f for d in args.clean or [] for f in list_clean(d)]
     pairs = [f for d in args.pairs or [] for f in list_pair_truths(d)]
+    outputs = [args.out % i for i in range(-(-args.pages // args.shard_size))] if args.out is not None else []
+    if args.preview:
+        outputs.append(args.preview)
+    check_no_clash(clean + pairs, outputs)
     cfg = SynthConfig(
         seed=args.seed,
         size=size,

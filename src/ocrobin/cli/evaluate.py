@@ -30,7 +30,16 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from ..bench import evaluate_dirs, format_table, write_csv, write_json
+    from ..paths import check_no_clash
+
+    outputs = [o for o in (args.json, args.csv) if o]
+    if outputs:
+        inputs = [f for d in (args.pred, args.gt, args.weights) if d and Path(d).is_dir()
+                  for f in Path(d).rglob("*") if f.is_file()]
+        check_no_clash(inputs, outputs)
 
     def on_page(row: dict | None, fail: dict | None) -> None:
         if fail is not None:

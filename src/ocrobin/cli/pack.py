@@ -80,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
     pages = find_pairs(root)
     if not pages:
         raise DataError(f"{root}: no DIBCO-style sets (SET/img + SET/gt) found")
+    from ..paths import check_no_clash
+    from ..shards import shard_name
+
+    inputs = [f for pf in pages for f in (pf.img, pf.gt) if f is not None]
+    check_no_clash(inputs, [shard_name(args.out, i) for i in range(-(-len(pages) // args.shard_size))],
+                   "output shard")
     problems = 0
     packed = 0
     sets: set[str] = set()
