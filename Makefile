@@ -18,7 +18,7 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.base
-	$(PIP) install -e ".[dev,onnx,ocrd,ray]"
+	$(PIP) install -e ".[dev,onnx,ocrd,ray,serve]"
 	touch $@
 
 venv: $(VENV)/.base

@@ -24,6 +24,7 @@ COMMANDS = {
     "shards": "pack",
     "train": "train",
     "export": "export",
+    "serve": "serve",
 }
 
 

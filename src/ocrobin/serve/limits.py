@@ -1,0 +1,80 @@
+"""What one request may cost (body bytes, page pixels, time) and how many may wait: checked before the work.
+
+The page size is read from the image header, so a page over the limit (a decompression bomb included) is
+refused before a single pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from ..exceptions import UsageError
+from ..imageio import MAX_PIXELS
+from .errors import ApiError
+
+#: ``--max-mb`` counts units of this many bytes.
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds of the service; every field is one ``ocrobin serve`` flag.
+
+    Attributes:
+        max_bytes: largest request body (``--max-mb`` × 10⁶).
+        max_pixels: largest page, width × height (at most :data:`ocrobin.imageio.MAX_PIXELS`).
+        workers: model runs at the same time, each in its own thread.
+        queue: requests that may wait for a worker; past ``workers + queue`` requests get 503.
+        timeout: seconds a request may take, from its admission (reading its body included) to its answer.
+
+    Raises:
+        UsageError: a bound out of range.
+    """
+
+    max_bytes: int = 100 * MB
+    max_pixels: int = 400_000_000
+    workers: int = 1
+    queue: int = 8
+    timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1:
+            raise UsageError("--max-mb must be above 0")
+        if not 1 <= self.max_pixels <= MAX_PIXELS:
+            raise UsageError(f"--max-pixels must lie in [1, {MAX_PIXELS:.0e}] (the reader's own limit)")
+        if self.workers < 1:
+            raise UsageError("--workers must be at least 1")
+        if self.queue < 0:
+            raise UsageError("--queue must be 0 or more")
+        if not self.timeout > 0:
+            raise UsageError("--timeout must be above 0 seconds")
+
+
+def check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """The first page's size from the image header, refused when it has more than ``max_pixels`` pixels.
+
+    Pillow reads only the header here; nothing is decoded.
+
+    Returns:
+        (width, height).
+
+    Raises:
+        ApiError: 413 for a page over the limit, 400 for data that is not an image Pillow knows.
+    """
+    if not data:
+        raise ApiError(400, "empty body: send the image as the request body or as the multipart field 'file'")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except Image.DecompressionBombError:
+        raise ApiError(413, f"page too large (limit {max_pixels:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise ApiError(400, "not an image or unsupported format") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ApiError(400, f"corrupt image header ({e})") from None
+    if w * h > max_pixels:
+        raise ApiError(413, f"page too large ({w}×{h}, limit {max_pixels:,} pixels)")
+    return w, h
