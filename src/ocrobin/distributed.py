@@ -3,10 +3,16 @@
 The pipeline is Ray Data's: a task per input shard reads its samples (``flat_map``), a pool of actors
 runs the model (``map_batches`` with a callable class, so each worker loads the model once), and the
 driver collects the results and writes output shard *i* for input shard *i* as soon as all its samples
-are back. Each output shard is written atomically, so a rerun skips the finished ones (unless
-``overwrite``). Samples that cannot be read or binarized are listed, one JSON object per line, in an
-errors file with their shard, key and reason; the errors of a shard are written before the shard itself,
-and entries of shards that are redone are dropped first, so the file always matches the finished output.
+are back. Each page takes the same trip as in the local engine (:func:`ocrobin.batch.run_sample`), so
+both engines write the same bytes and the same report rows for the same page.
+
+An output shard gets its final name only when every input sample has a result: its binary page or, for
+a sample that failed, an ``error.txt`` member under its key. A shard that cannot be read to the end gets
+no output shard (a rerun redoes it), and the temporary file of a run that died is removed and its shard
+redone. Failures are also listed, one JSON object per line, in an errors file with their shard, key and
+reason; the errors of a shard are written before the shard itself, and entries of shards that are redone
+are dropped first, so the file always matches the finished output. With a run report the driver appends
+one row per page as its result comes back (``skipped`` rows for the pages of finished shards).
 
 Workers receive the loaded model from the driver, so the model file need only exist where the driver
 runs; input shards must be readable by every node (a shared file system or URLs), and outputs are
@@ -39,11 +45,13 @@ from typing import IO, Any
 import numpy as np
 
 from . import shards
-from .batch import Summary, binarize_sample, plan_shards
+from .batch import ERROR_KEY, Options, Report, Summary, error_message, plan_shards, run_sample
+from .batch.shards import SampleTask, _keys_of, _leftovers, sample_name
 from .exceptions import ClusterError, OcrobinError, ShardError, UsageError
 from .imageio import atomic_path
 from .infer import DEFAULT_OVERLAP, Binarizer, load
 from .modelfile import ModelInfo
+from .paths import check_no_clash
 
 #: Name of the errors file written next to the output shards unless one is named.
 ERRORS_NAME = "errors.jsonl"
@@ -72,9 +80,10 @@ _PAGE, _DONE, _ERROR, _END = "page", "done", "error", "end"
 
 
 def _row(shard: int, seq: int, kind: str, key: str = "", ext: str = "", data: bytes = b"", prob: bytes = b"",
-         reason: str = "", pixels: int = 0, count: int = 0, readable: bool = True) -> dict[str, Any]:
+         reason: str = "", info: str = "", count: int = 0, readable: bool = True) -> dict[str, Any]:
+    """One pipeline row; ``info`` is the page's report row as JSON, ``key`` is empty for the shard itself."""
     return {"shard": shard, "seq": seq, "kind": kind, "key": key, "ext": ext, "data": data, "prob": prob,
-            "reason": reason, "pixels": pixels, "count": count, "readable": readable}
+            "reason": reason, "info": info, "count": count, "readable": readable}
 
 
 def _is_local(url: str) -> bool:
@@ -108,11 +117,12 @@ def _tell(progress: Any, name: str, n: int = 1) -> None:
 
 def read_shard(item: dict[str, Any], input_key: str = shards.GRAY_KEY,
                progress: Any = None) -> Iterator[dict[str, Any]]:
-    """Rows for one input shard: one per sample (its input image bytes) or read error, then an end row.
+    """Rows for one input shard: one per sample (its input image bytes, or why it has none), then an end row.
 
-    The end row carries how many rows came before it, so the driver knows when the shard is complete,
-    and whether the shard could be opened at all (a missing shard gets no output shard, so a rerun
-    retries it). ``progress`` (a :class:`Progress` actor handle) counts the rows for the watchdog.
+    A shard that is missing or cannot be read to the end gives one more error row for the shard itself
+    (empty key), and its end row says it is not readable: it gets no output shard, so a rerun redoes it.
+    The end row carries how many rows came before it, so the driver knows when the shard is complete.
+    ``progress`` (a :class:`Progress` actor handle) counts the rows for the watchdog.
     """
     for row in _shard_rows(item, input_key):
         _tell(progress, "read")
@@ -134,27 +144,22 @@ def _shard_rows(item: dict[str, Any], input_key: str) -> Iterator[dict[str, Any]
         return True
 
     seq = 0
-
-    def drain() -> Iterator[dict[str, Any]]:
-        nonlocal seq
-        while problems:
-            exn = problems.pop(0)
-            msg = str(exn) if isinstance(exn, OcrobinError) else f"{type(exn).__name__}: {exn}"
-            yield _row(index, seq, _ERROR, reason=msg if url in msg else f"{url}: {msg}")
-            seq += 1
-
     for sample in shards.iter_samples([url], handler=on_error):
-        yield from drain()
         key = str(sample.get("__key__", ""))
         try:
             found = shards.image_key(sample, input_key)
-        except ShardError as e:
-            yield _row(index, seq, _ERROR, key=key, reason=str(e))
+        except ShardError as e:  # the message the local engine gives (only the page's bytes travel on)
+            yield _row(index, seq, _ERROR, key=key, reason=error_message(sample_name(url, sample), e))
         else:
             yield _row(index, seq, _PAGE, key=key, ext=found, data=sample[found])
         seq += 1
-    yield from drain()
-    yield _row(index, seq, _END, count=seq)
+    if problems:  # any read error means samples may be missing: the shard is not complete
+        first = problems[0]
+        detail = str(first) if isinstance(first, OcrobinError) else f"{type(first).__name__}: {first}"
+        detail = detail.removeprefix(f"{url}: ")
+        yield _row(index, seq, _ERROR, reason=f"{url}: could not be read to the end ({detail})")
+        seq += 1
+    yield _row(index, seq, _END, count=seq, readable=not problems)
 
 
 class BinarizeActor:
@@ -163,20 +168,17 @@ class BinarizeActor:
     Args:
         info: the loaded model, shipped from the driver.
         url_of: input shard URL by shard number (for error messages).
-        threshold, prob, invert: as in :func:`ocrobin.batch.binarize_sample`.
+        opts: threshold, polarity and ``prob`` of every page (:class:`ocrobin.batch.Options`).
         threads: torch threads per worker.
         tile, overlap: tiling of large pages, as in :class:`ocrobin.infer.Binarizer`.
         progress: a :class:`Progress` actor handle told when the worker is up and what it has done.
     """
 
-    def __init__(self, info: ModelInfo, url_of: dict[int, str], threshold: float = 0.5, prob: bool = False,
-                 invert: bool = False, threads: int = 1, tile: int | None = None,
-                 overlap: int = DEFAULT_OVERLAP, progress: Any = None) -> None:
-        self.binarizer = Binarizer(info, threads=threads, tile=tile, overlap=overlap)
+    def __init__(self, info: ModelInfo, url_of: dict[int, str], opts: Options | None = None, threads: int = 1,
+                 tile: int | None = None, overlap: int = DEFAULT_OVERLAP, progress: Any = None) -> None:
+        self.opts = opts or Options()
+        self.binarizer = Binarizer(info, threads=threads, tile=tile, overlap=overlap, polarity=self.opts.polarity)
         self.url_of = url_of
-        self.threshold = threshold
-        self.prob = prob
-        self.invert = invert
         self.progress = progress
         _tell(progress, "ready")
 
@@ -195,14 +197,14 @@ class BinarizeActor:
         url = self.url_of.get(shard, "?")
         sample = {"__key__": key, "__url__": url, found: bytes(r["data"])}
         try:
-            res = binarize_sample(self.binarizer, sample, input_key=found, t=self.threshold, prob=self.prob,
-                                  invert=self.invert)
+            out, info, err = run_sample(self.binarizer, SampleTask(sample, found, self.opts))
         except Exception as e:  # noqa: BLE001 - any failure of one page is recorded, not fatal to the run
-            msg = str(e) if isinstance(e, OcrobinError) else f"{type(e).__name__}: {e}"
-            return _row(shard, seq, _ERROR, key=key, reason=msg if key in msg else f"{url}:{key}: {msg}")
-        w, h = _png_size(res[shards.BIN_KEY])
-        return _row(shard, seq, _DONE, key=key, data=res[shards.BIN_KEY], prob=res.get(shards.PROB_KEY, b""),
-                    pixels=w * h)
+            msg = error_message(sample_name(url, sample), e)
+            return _row(shard, seq, _ERROR, key=key, reason=msg)
+        if err is not None:
+            return _row(shard, seq, _ERROR, key=key, reason=str(info["error"]), info=json.dumps(info))
+        return _row(shard, seq, _DONE, key=key, data=out[shards.BIN_KEY], prob=out.get(shards.PROB_KEY, b""),
+                    info=json.dumps(info))
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -215,23 +217,27 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return cols
 
 
-def _png_size(data: bytes) -> tuple[int, int]:
-    """Width and height from a PNG header (the IHDR chunk), without decoding."""
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
-
 @dataclass
 class _Shard:
-    """What the driver has received of one input shard."""
+    """What the driver has received of one input shard.
+
+    Attributes:
+        samples: (sequence number, output sample) of every sample back so far: pages and error members.
+        errors: (sequence number, key, reason) of the samples that failed.
+        problems: why the shard itself could not be read to the end.
+        redo: a dead run's temporary file of this output was found (and removed).
+    """
 
     index: int
     url: str
     out: str
-    pages: list[tuple[int, str, bytes, bytes, int]] = field(default_factory=list)
-    errors: list[tuple[int, str | None, str]] = field(default_factory=list)
+    samples: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    errors: list[tuple[int, str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     seen: int = 0
     expected: int | None = None
     readable: bool = True
+    redo: bool = False
 
 
 def _keep_errors(path: Path, redo: set[str]) -> None:
@@ -536,11 +542,13 @@ def binarize_shards_ray(
     threshold: float = 0.5,
     prob: bool = False,
     invert: bool = False,
+    polarity: str | None = None,
     address: str | None = None,
     num_workers: int | None = None,
     batch_size: int = 8,
     overwrite: bool = False,
     errors_path: str | os.PathLike[str] | None = None,
+    report: Report | str | os.PathLike[str] | None = None,
     progress: bool = True,
     threads: int = 1,
     tile: int | None = None,
@@ -557,7 +565,9 @@ def binarize_shards_ray(
         input_key: sample key of the input page (other image extensions of its stem are accepted).
         threshold: ink threshold on the probability.
         prob: also store the 8-bit ink probability (``prob.png``).
-        invert: invert the input pages (white text on black).
+        invert: same as ``polarity="inverted"``.
+        polarity: ``auto`` (the default: light-on-dark pages and regions are found and binarized as text,
+            output text always black), ``normal`` or ``inverted``; see :mod:`ocrobin.polarity`.
         address: Ray cluster to join (``host:6379``, ``auto`` or ``ray://host:10001``); None uses
             ``RAY_ADDRESS`` if set, else starts a local Ray instance (unless this process has one already).
             Token authentication is turned on for the client when a token is available.
@@ -567,6 +577,8 @@ def binarize_shards_ray(
         batch_size: pages handed to a worker at once (bounds the memory in flight per worker).
         overwrite: redo output shards that exist (default: skip them).
         errors_path: JSON-lines file of failed samples (default: ``errors.jsonl`` beside the outputs).
+        report: run report (a :class:`ocrobin.batch.Report`, or a ``.jsonl`` / ``.csv`` path appended to):
+            one row per page as its result comes back, as the local engine writes them.
         progress: show a progress bar of pages.
         threads: torch threads per worker (each worker reserves as many Ray CPUs).
         tile: tile side of large pages (None: automatic, 0: never), as in :class:`ocrobin.infer.Binarizer`.
@@ -576,10 +588,12 @@ def binarize_shards_ray(
         notice: where the line about lowered workers goes (default: stderr).
 
     Returns:
-        the counters of the run; ``skipped`` counts the samples of output shards that were skipped.
+        the counters of the run; ``skipped`` counts the samples of output shards that were skipped,
+        ``redone`` those of shards whose temporary file a dead run had left.
 
     Raises:
-        UsageError: no shards, a pattern that does not number the shards, or Ray is not installed.
+        UsageError: no shards, a pattern that does not number the shards, an output, errors file or report
+            that is an input shard, an unknown polarity or threshold, or Ray is not installed.
         ModelError: the model cannot be loaded.
         ClusterError: the cluster cannot be reached or refuses the client, has no room for one worker, or
             the run stalled.
@@ -595,12 +609,29 @@ def binarize_shards_ray(
         raise UsageError("number of workers must be at least 1")
     if stall_timeout is not None and stall_timeout < 0:
         raise UsageError("stall timeout must be 0 (never) or more seconds")
+    opts = Options(prob=prob, threshold=threshold, polarity="inverted" if invert else (polarity or "auto"),
+                   overwrite=overwrite)
     errors_file = Path(errors_path) if errors_path else Path(output_pattern).parent / ERRORS_NAME
+    check_no_clash(urls, [errors_file], "errors file")
+    if report is not None and not isinstance(report, Report):
+        check_no_clash(urls, [report], "report")  # before opening it: rows are appended to the file
+        with Report(report) as opened:  # the same run with the report open, closed however it ends
+            return binarize_shards_ray(
+                model, inputs, output_pattern, input_key=input_key, threshold=threshold, prob=prob,
+                polarity=opts.polarity, address=address, num_workers=num_workers, batch_size=batch_size,
+                overwrite=overwrite, errors_path=errors_file, report=opened, progress=progress, threads=threads,
+                tile=tile, overlap=overlap, stall_timeout=stall_timeout, notice=notice)
+    if report is not None:
+        check_no_clash(urls, [report.path], "report")
     summary = Summary()
     todo: dict[int, _Shard] = {}
     for i, (url, out) in enumerate(zip(urls, outs, strict=True)):
         if not overwrite and os.path.exists(out):
-            summary.skipped += shards.count_samples(out)
+            keys = _keys_of(out)
+            summary.skipped += len(keys)
+            if report is not None:
+                for k in keys:
+                    report.row(input=url, key=k, output=f"{out}:{k}", status="skipped")
         else:
             todo[i] = _Shard(i, url, out)
     if not todo:
@@ -626,6 +657,10 @@ def binarize_shards_ray(
         where = f"the Ray cluster at {address}" if address else "the Ray instance"
         workers = _plan_workers(num_workers or (local_workers if started and not address else None), threads,
                                 where, notice or _stderr_notice)
+        for s in todo.values():  # temporary files of runs that died: removed, their shards redone
+            for tmp in _leftovers(s.out):
+                tmp.unlink(missing_ok=True)
+                s.redo = True
         ctx.enable_progress_bars = False  # one bar of our own instead of one per operator
         tracker = ray.remote(num_cpus=0)(Progress).remote()
         items = [{"shard": s.index, "url": s.url} for s in todo.values()]
@@ -634,9 +669,8 @@ def binarize_shards_ray(
                          num_cpus=READER_TASK_CPUS)
         ds = ds.map_batches(
             BinarizeActor,
-            fn_constructor_kwargs={"info": info, "url_of": {s.index: s.url for s in todo.values()},
-                                   "threshold": threshold, "prob": prob, "invert": invert, "threads": threads,
-                                   "tile": tile, "overlap": overlap, "progress": tracker},
+            fn_constructor_kwargs={"info": info, "url_of": {s.index: s.url for s in todo.values()}, "opts": opts,
+                                   "threads": threads, "tile": tile, "overlap": overlap, "progress": tracker},
             batch_size=batch_size,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),
@@ -646,7 +680,8 @@ def binarize_shards_ray(
             from tqdm import tqdm
 
             bar = tqdm(unit="page", dynamic_ncols=True, desc="binarize (ray)")
-        thread = threading.Thread(target=_collect, args=(ds, todo, output_pattern, errors_file, summary, state, bar),
+        thread = threading.Thread(target=_collect,
+                                  args=(ds, todo, output_pattern, errors_file, summary, state, bar, report),
                                   name="ocrobin-ray-results", daemon=True)
         thread.start()
         _watch(thread, state, tracker, stall_timeout, len(todo), workers)
@@ -722,7 +757,7 @@ def _release(thread: threading.Thread | None, started: bool) -> None:
 
 
 def _collect(ds: Any, todo: dict[int, _Shard], output_pattern: str, errors_file: Path, summary: Summary,
-             state: _State, bar: Any) -> None:
+             state: _State, bar: Any, report: Report | None = None) -> None:
     """Take the result rows as they come and write each shard once complete (the result thread's work).
 
     Stops at the next row once ``state.stop`` is set; an exception is kept in ``state.error``.
@@ -734,18 +769,12 @@ def _collect(ds: Any, todo: dict[int, _Shard], output_pattern: str, errors_file:
                 return
             state.received += 1
             shard = todo[int(row["shard"])]
-            kind = str(row["kind"])
-            if kind == _END:
+            if str(row["kind"]) == _END:
                 shard.expected = int(row["count"])
                 shard.readable = bool(row["readable"])
             else:
                 shard.seen += 1
-                key = str(row["key"]) or None
-                if kind == _DONE:
-                    shard.pages.append((int(row["seq"]), str(row["key"]), bytes(row["data"]),
-                                        bytes(row["prob"]), int(row["pixels"])))
-                else:
-                    shard.errors.append((int(row["seq"]), key, str(row["reason"])))
+                _receive(shard, row, summary, report)
                 if bar is not None:
                     bar.update(1)
             if shard.expected is not None and shard.seen == shard.expected:
@@ -762,23 +791,51 @@ def _collect(ds: Any, todo: dict[int, _Shard], output_pattern: str, errors_file:
             state.error = e
 
 
-def _finish_shard(shard: _Shard, pattern: str, errors_file: Path, summary: Summary) -> None:
-    """Record a complete shard: its errors first, then its output shard (atomically)."""
-    if shard.errors:
-        with open(errors_file, "a", encoding="utf-8") as f:
-            for _, key, reason in sorted(shard.errors, key=lambda e: e[0]):
-                f.write(json.dumps({"shard": shard.url, "key": key, "reason": reason}) + "\n")
-    for _, key, reason in shard.errors:
+def _receive(shard: _Shard, row: dict[str, Any], summary: Summary, report: Report | None) -> None:
+    """Keep one sample's result for its output shard, count it and append its report row."""
+    seq, key, reason = int(row["seq"]), str(row["key"]), str(row["reason"])
+    if not key:  # the shard itself could not be read: reported when the shard is complete
+        shard.problems.append(reason)
+        return
+    info: dict[str, Any] = (json.loads(str(row["info"])) if row["info"]
+                            else {"input": shard.url, "key": key, "status": "failed", "error": reason})
+    info["output"] = f"{shard.out}:{key}"
+    if str(row["kind"]) == _DONE:
+        sample = {"__key__": key, shards.BIN_KEY: bytes(row["data"])}
+        if row["prob"]:
+            sample[shards.PROB_KEY] = bytes(row["prob"])
+        summary.done += 1
+        summary.pixels += int(info.get("width") or 0) * int(info.get("height") or 0)
+    else:
+        sample = {"__key__": key, ERROR_KEY: reason.encode()}
+        shard.errors.append((seq, key, reason))
         summary.failed += 1
-        summary.errors.append((f"{shard.url}:{key}" if key else shard.url, reason))
+        summary.errors.append((f"{shard.url}:{key}", reason))
+    shard.samples.append((seq, sample))
+    if report is not None:
+        report.row(**info)
+
+
+def _finish_shard(shard: _Shard, pattern: str, errors_file: Path, summary: Summary) -> None:
+    """Record a complete shard: its errors first, then its output shard (atomically) if it was read to the end."""
+    if shard.problems:
+        shard.readable = False
+    gone = [f"{p}; {shard.out} not written (a rerun redoes it)" for p in shard.problems]
+    if not shard.readable and not gone:
+        gone = [f"{shard.url}: could not be read to the end; {shard.out} not written (a rerun redoes it)"]
+    rows = [{"shard": shard.url, "key": key, "reason": reason} for _, key, reason in sorted(shard.errors)]
+    rows += [{"shard": shard.url, "key": None, "reason": reason} for reason in gone]
+    if rows:
+        with open(errors_file, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+    for reason in gone:
+        summary.failed += 1
+        summary.errors.append((shard.url, reason))
     if shard.readable:
         with shards.ShardSink(pattern, maxcount=1 << 62, start=shard.index) as sink:
-            for _, key, data, prob, pixels in sorted(shard.pages, key=lambda p: p[0]):
-                sample = {"__key__": key, shards.BIN_KEY: data}
-                if prob:
-                    sample[shards.PROB_KEY] = prob
+            for _, sample in sorted(shard.samples, key=lambda s: s[0]):
                 sink.write(sample)
-                summary.done += 1
-                summary.pixels += pixels
-            sink.open()  # an input shard whose every sample failed still gets its (empty) output shard
-    shard.pages.clear()
+            sink.open()  # an empty input shard still gets its (empty) output shard
+        if shard.redo:
+            summary.redone += len(shard.samples)
+    shard.samples.clear()

@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError("--engine ray runs the model with PyTorch; leave out --backend")
             summary = binarize_shards_ray(
                 args.model, args.shards, args.output, input_key=args.input_key, threshold=args.threshold,
-                prob=args.prob, invert=args.invert, address=args.address, num_workers=args.num_workers,
-                overwrite=args.overwrite, progress=progress, errors_path=args.errors,
+                prob=args.prob, polarity=args.polarity, address=args.address, num_workers=args.num_workers,
+                overwrite=args.overwrite, progress=progress, errors_path=args.errors, report=args.report,
                 threads=args.threads or 1, tile=args.tile, overlap=args.overlap, stall_timeout=args.stall_timeout,
             )
             for name, reason in summary.errors:
