@@ -21,7 +21,8 @@ from ocrd_modelfactory import page_from_file  # noqa: E402
 from ocrd_models.ocrd_page import AlternativeImageType, parse, to_xml  # noqa: E402
 from ocrd_utils import MIMETYPE_PAGE, initLogging  # noqa: E402
 
-from ocrobin.modelfile import DEFAULT_MODEL
+from ocrobin.exceptions import UsageError  # noqa: E402
+from ocrobin.modelfile import DEFAULT_MODEL  # noqa: E402
 from ocrobin.ocrd import EXECUTABLE, OcrobinBinarize, _features  # noqa: E402
 
 PAGE_ID = "PHYS_0001"
@@ -137,10 +138,14 @@ def test_threshold_parameter_changes_the_result(workspace) -> None:
 def test_parameters_reach_the_binarizer() -> None:
     auto = OcrobinBinarize(None, parameter={})
     assert auto.binarizer.tile is None and auto.binarizer.name == DEFAULT_MODEL
-    fixed = OcrobinBinarize(None, parameter={"tile_size": 512, "model": "lstm2-seed"})
+    assert auto.binarizer.polarity == "auto" and auto.opts.polarity == "auto"
+    fixed = OcrobinBinarize(None, parameter={"tile_size": 512, "model": "lstm2-seed", "polarity": "inverted"})
     assert fixed.binarizer.tile == 512
+    assert fixed.binarizer.polarity == "inverted" and fixed.opts.polarity == "inverted"
     with pytest.raises(ValueError, match="threshold"):
         OcrobinBinarize(None, parameter={"threshold": 2})
+    with pytest.raises(ValueError, match="polarity"):
+        OcrobinBinarize(None, parameter={"polarity": "upside-down"})
 
 
 def test_unknown_model_is_reported(workspace) -> None:
@@ -164,7 +169,8 @@ def test_cli_dump_json_and_run(workspace) -> None:
     assert r.returncode == 0, r.stderr
     tool = json.loads(r.stdout)
     assert tool["executable"] == EXECUTABLE
-    assert {"model", "threshold", "tile_size", "dpi"} <= set(tool["parameters"])
+    assert {"model", "threshold", "tile_size", "dpi", "polarity"} <= set(tool["parameters"])
+    assert tool["parameters"]["polarity"]["default"] == "auto"
     r = _cli("-m", "mets.xml", "-I", "OCR-D-IMG", "-O", "OCR-D-BIN", "-P", "threshold", "0.5",
              cwd=Path(ws.directory))
     assert r.returncode == 0, r.stderr
@@ -173,11 +179,11 @@ def test_cli_dump_json_and_run(workspace) -> None:
     _check_binary(img, text)
 
 
-def _cli_binarized(src: Path, out: Path) -> np.ndarray:
-    """What ``ocrobin binarize`` (default model, threshold 0.5) makes of ``src``: True = ink."""
+def _cli_binarized(src: Path, out: Path, *extra: str) -> np.ndarray:
+    """What ``ocrobin binarize`` (default model, threshold 0.5, polarity auto) makes of ``src``: True = ink."""
     from ocrobin.cli import main
 
-    assert main(["binarize", str(src), "-o", str(out), "--no-progress"]) == 0
+    assert main(["binarize", str(src), "-o", str(out), "--no-progress", "--workers", "1", *extra]) == 0
     with Image.open(out / f"{src.stem}.bin.png") as im:
         return ~np.asarray(im, dtype=bool)
 
@@ -242,3 +248,54 @@ def test_the_alternative_image_is_what_gets_binarized(tmp_path: Path, monkeypatc
     other = _cli_binarized(Path(ws.directory, "OCR-D-IMG/OCR-D-IMG_0001.png"), tmp_path / "orig")
     assert (want != other).mean() > 0.02  # the two inputs binarize clearly differently
     assert np.array_equal(got, want)
+
+
+def _one_page_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gray: np.ndarray, dpi: float):
+    ws = Resolver().workspace_from_nothing(directory=str(tmp_path / "ws"))
+    monkeypatch.chdir(ws.directory)
+    ws.add_file("OCR-D-IMG", file_id="OCR-D-IMG_0001", page_id=PAGE_ID, mimetype="image/png",
+                local_filename="OCR-D-IMG/OCR-D-IMG_0001.png", content=_png(gray, dpi))
+    ws.save_mets()
+    return ws
+
+
+def test_polarity_parameter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A light-on-dark page: "auto" (the default) finds it and gives black text on white, the same pixels as
+    ``ocrobin binarize``, with the image's DPI; "normal" takes it as it is. (lstm2-seed, which was never
+    trained on light-on-dark text, so that "normal" shows.)"""
+    gray, text = _page()
+    ws = _one_page_workspace(tmp_path, monkeypatch, 255 - gray, 300)
+    seed = {"model": "lstm2-seed"}
+    run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-IMG", output_file_grp="OCR-D-BIN",
+                  parameter=seed)
+    run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-IMG", output_file_grp="OCR-D-NORMAL",
+                  parameter=dict(seed, polarity="normal"))
+    auto = _output_of(ws, "OCR-D-BIN", PAGE_ID)
+    assert auto.mode == "1" and auto.info.get("dpi") == pytest.approx((300, 300), abs=0.05)
+    black = ~np.asarray(auto, dtype=bool)
+    assert black[text].mean() > 0.9 and black[~text].mean() < 0.05, "text black, ground white"
+    src = Path(ws.directory, "OCR-D-IMG/OCR-D-IMG_0001.png")
+    assert np.array_equal(black, _cli_binarized(src, tmp_path / "cli", "-m", "lstm2-seed"))
+    normal = ~np.asarray(_output_of(ws, "OCR-D-NORMAL", PAGE_ID), dtype=bool)
+    assert normal[text].mean() < 0.5, "polarity normal: the light text is not taken for ink"
+    assert np.array_equal(normal, _cli_binarized(src, tmp_path / "cli-normal", "-m", "lstm2-seed",
+                                                 "--polarity", "normal"))
+
+
+def test_output_group_equal_to_input_group_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-O equal to -I would mix the binarized images with (or write them over) the inputs: refused before
+    anything is written, from Python and from the command line (even with --overwrite)."""
+    gray, _ = _page()
+    ws = _one_page_workspace(tmp_path, monkeypatch, gray, 300)
+    before = sorted(p.name for p in Path(ws.directory, "OCR-D-IMG").iterdir())
+    mets = Path(ws.directory, "mets.xml").read_bytes()
+    with pytest.raises(UsageError, match="output file group OCR-D-IMG is also an input file group"):
+        run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-IMG", output_file_grp="OCR-D-IMG",
+                      parameter={})
+    r = _cli("-m", "mets.xml", "-I", "OCR-D-IMG", "-O", "OCR-D-IMG", "--overwrite", cwd=Path(ws.directory))
+    assert r.returncode == 2, r.stderr
+    assert (f"Error: {EXECUTABLE}: output file group OCR-D-IMG is also an input file group: it would mix the "
+            "binarized images with (or write them over) its inputs; choose another -O") in r.stderr.splitlines()
+    assert "Traceback" not in r.stderr
+    assert sorted(p.name for p in Path(ws.directory, "OCR-D-IMG").iterdir()) == before
+    assert Path(ws.directory, "mets.xml").read_bytes() == mets
