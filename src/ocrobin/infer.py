@@ -281,9 +281,19 @@ class Binarizer:
             return self.tile
         return DEFAULT_TILE if h * w > AUTO_TILE_PIXELS else 0
 
+    @torch.inference_mode()
+    def _check(self, area: np.ndarray) -> tuple[float, float]:
+        """(share of ink, uncertainty) the model gives a small grey area (float in [0, 1]), normalised on its own."""
+        x = torch.from_numpy(np.ascontiguousarray(area, dtype=np.float32)).to(self.device)
+        if self.page_norm:
+            x = apply_page_norm(x, page_norm_mapping(area, self.page_norm))
+        p = self._prob(x[None, None])[0, 0].float()
+        unc = float((1.0 - (2.0 * p - 1.0).abs()).sum() / p.sum().clamp_min(1.0))
+        return float((p > 0.5).float().mean()), unc
+
     def _plan(self, data: np.ndarray, polarity: str | None = None) -> _Plan:
         scale = data_scale(data)
-        pol = detect(data, scale, polarity or self.polarity)
+        pol = detect(data, scale, polarity or self.polarity, check=self._check)
         mapping = None
         if self.page_norm:
             # measured once on the whole (polarity-corrected) page, applied tile by tile

@@ -1,0 +1,150 @@
+"""Automatic polarity: negatives and light-on-dark regions are found, normal pages are left exactly alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ocrobin import Binarizer
+from ocrobin.modelfile import ModelInfo
+from ocrobin.polarity import BLOCK, Polarity, block_percentiles, detect
+
+from .conftest import text_page
+
+
+def page_with_band(h: int = 448, w: int = 320, seed: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+    """A text page whose rows 160..256 are a dark band holding light text (a reverse-printed heading), with a
+    margin of paper between it and the text above and below (text nearer than a block may be inverted)."""
+    paper = np.full((32, w), 230, np.uint8)
+    page = np.vstack([text_page(128, w, seed), paper, text_page(96, w, seed + 1), paper,
+                      text_page(h - 288, w, seed + 2)])
+    band = page[160:256]
+    page[160:256] = np.clip(255 - band.astype(np.int16) - 10, 0, 255).astype(np.uint8)
+    return page, (160, 256)
+
+
+def test_normal_and_negative_pages() -> None:
+    page = np.vstack([text_page(96, 160, s) for s in range(3)])
+    p = detect(page)
+    assert p.mode == "normal" and p.score < 0
+    n = detect(255 - page)
+    assert n.mode == "inverted" and n.score > 0
+    assert n.score == pytest.approx(-p.score, abs=0.02)  # the score is the same measure, mirrored
+
+
+def test_modes_normal_and_inverted_are_not_detected() -> None:
+    page = text_page()
+    assert detect(255 - page, mode="normal").mode == "normal"
+    assert detect(page, mode="inverted").mode == "inverted"
+    with pytest.raises(ValueError, match="unknown polarity"):
+        detect(page, mode="upside-down")
+
+
+def test_blank_and_solid_dark_pages_stay_normal() -> None:
+    assert detect(np.full((200, 200), 230, np.uint8)).mode == "normal"
+    page = text_page(256, 320)
+    page[:, :120] = 20  # a big black scan border without light strokes: not a negative, not a region
+    assert detect(page).mode == "normal"
+
+
+def test_a_dark_band_with_light_text_is_a_region() -> None:
+    page, (y0, y1) = page_with_band()
+    p = detect(page)
+    assert p.mode == "regions" and p.regions == 1 and p.decision == "inverted-regions"
+    assert p.inside is not None and p.edge is not None
+    rows = np.flatnonzero(p.inside.any(axis=1))
+    assert y0 // BLOCK <= rows.min() and rows.max() < -(-y1 // BLOCK)
+    # the mask inverts the band and nothing above it
+    x = torch.from_numpy(page.astype(np.float32) / 255)
+    m = p.tile_mask(x, 0, 0)
+    assert m is not None
+    assert m[y0 + 8:y1 - 8].mean() > 0.95 and m[: y0 - 8].max() == 0 and m[y1 + 8:].max() == 0
+
+
+def test_a_region_is_not_inverted_where_the_model_reads_it_already() -> None:
+    page, _ = page_with_band()
+    assert detect(page, check=lambda a: (0.05, 0.5)).mode == "normal"  # the model finds little ink as it is
+    assert detect(page, check=lambda a: (0.6, 0.5) if a.mean() < 0.5 else (0.05, 0.5)).mode == "regions"
+
+
+def test_tile_mask_is_the_same_whatever_the_tiling() -> None:
+    page, _ = page_with_band(480, 330)
+    p = detect(page)
+    x = torch.from_numpy(page.astype(np.float32) / 255)
+    whole = p.tile_mask(x, 0, 0)
+    assert whole is not None
+    for y0, x0 in ((0, 0), (120, 96), (150, 32), (200, 170)):
+        tile = x[y0:y0 + 100, x0:x0 + 150]
+        got = p.tile_mask(tile, y0, x0)
+        want = whole[y0:y0 + 100, x0:x0 + 150]
+        if got is None:  # nothing of a region in this tile
+            assert want.max() == 0
+            continue
+        # the edge test looks at a 9x9 neighbourhood, which a tile cuts at its border
+        inner = (slice(5, -5), slice(5, -5))
+        assert torch.equal(got[inner], want[inner]) and want.max() == 1
+
+
+def test_block_percentiles_cover_ragged_edges() -> None:
+    a = np.arange(70 * 45, dtype=np.uint16).reshape(70, 45)
+    q = block_percentiles(a, 65535.0)
+    assert q.shape == (5, 3, 2)
+    assert np.all(np.diff(q, axis=0) >= 0)  # percentiles rise
+
+
+class DarkIsInk(nn.Module):
+    """A model that calls every dark pixel ink (a global threshold): it makes a negative a solid block."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (0.5 - x) * 40.0
+
+
+@pytest.fixture(scope="module")
+def seed() -> Binarizer:
+    return Binarizer(ModelInfo(DarkIsInk(), {"arch": "test", "name": "dark-is-ink"}))
+
+
+def test_binarizer_auto_gives_the_upright_result_on_a_negative(seed: Binarizer) -> None:
+    page = np.vstack([text_page(96, 160, s) for s in range(3)])
+    upright = seed.run(page, polarity="normal")
+    neg = seed.run(255 - page, polarity="auto")
+    assert neg.polarity == "inverted" and "inverted" in neg.flags
+    assert (neg.ink_mask() == upright.ink_mask()).mean() > 0.999
+    assert seed.run(page, polarity="auto").polarity == "normal"
+    # the negative taken as it is: a solid block of ink
+    assert seed.run(255 - page, polarity="normal").ink_fraction > 3 * upright.ink_fraction
+    # and the default model: the negative binarized as the upright page
+    b = Binarizer()
+    assert (b.run(255 - page).ink_mask() == b.run(page).ink_mask()).mean() > 0.999
+
+
+def test_binarizer_auto_binarizes_a_band_as_text(seed: Binarizer) -> None:
+    page, (y0, y1) = page_with_band()
+    auto = seed.run(page, polarity="auto")
+    as_is = seed.run(page, polarity="normal")
+    assert auto.polarity == "inverted-regions" and "inverted-regions" in auto.flags
+    band = slice(y0 + 4, y1 - 4)
+    # inverted, the band's light text is ink and its dark ground paper; taken as it is, the band is ink
+    assert auto.ink_mask()[band].mean() < 0.5 * as_is.ink_mask()[band].mean()
+    upright = page.copy()
+    upright[y0:y1] = 255 - upright[y0:y1]
+    want = seed.run(upright, polarity="normal").ink_mask()
+    assert (auto.ink_mask()[band] == want[band]).mean() > 0.97
+    # outside the band nothing changes
+    assert np.array_equal(auto.ink_mask()[: y0 - 40], as_is.ink_mask()[: y0 - 40])
+
+
+def test_tiled_auto_polarity_equals_untiled(seed: Binarizer) -> None:
+    page, _ = page_with_band(480, 330)
+    full = Binarizer(seed.info, tile=0).run(page)
+    tiled = Binarizer(seed.info, tile=160, overlap=32).run(page)
+    assert full.polarity == tiled.polarity == "inverted-regions"
+    assert (full.ink_mask() == tiled.ink_mask()).mean() > 0.99
+
+
+def test_polarity_decision_is_a_plain_value() -> None:
+    assert Polarity().decision == "normal"
+    assert Polarity("inverted").tile_mask(torch.zeros(4, 4), 0, 0).sum() == 16
+    assert Polarity().tile_mask(torch.zeros(4, 4), 0, 0) is None
