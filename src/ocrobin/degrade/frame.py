@@ -32,7 +32,7 @@ def beyond(side: str, h: int, w: int, edge: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(d if horizontal else d.T)
 
 
-def _edge_line(rng: np.random.Generator, n: int, depth: float, wobble: float, tilt: float) -> np.ndarray:
+def edge_line(rng: np.random.Generator, n: int, depth: float, wobble: float, tilt: float) -> np.ndarray:
     """An edge ``depth`` pixels in from a side, with a smooth wobble and a tilt (the sheet was not square)."""
     edge = depth + wobble * smooth_noise(rng, (1, n), max(4.0, n / 6.0))[0]
     return edge + np.linspace(-0.5, 0.5, n) * tilt
@@ -122,7 +122,7 @@ def _page_edge_hide(st: Any, p: dict[str, Any]) -> None:
     rim = p["rim_width"] if p["rim"] != "none" else 0.0
     mask = np.zeros((st.h, st.w), np.float32)
     for side, q in p["sides"].items():
-        edge = _edge_line(st.rng, _along(side, st.h, st.w), q["width"], q["wobble"], q["tilt"])
+        edge = edge_line(st.rng, _along(side, st.h, st.w), q["width"], q["wobble"], q["tilt"])
         d = beyond(side, st.h, st.w, edge)
         dists[side] = d
         mask = np.maximum(mask, np.clip(d + rim + 0.5, 0.0, 1.0))  # the rim belongs to the edge, not the page
@@ -171,7 +171,7 @@ def _draw_binding(rng: np.random.Generator, h: int, w: int, k: float) -> dict[st
 
 def _binding(st: Any, p: dict[str, Any]) -> None:
     side = p["side"]
-    edge = _edge_line(st.rng, _along(side, st.h, st.w), p["pos"], p["wobble"], 0.0)
+    edge = edge_line(st.rng, _along(side, st.h, st.w), p["pos"], p["wobble"], 0.0)
     into = np.maximum(0.0, -beyond(side, st.h, st.w, edge))  # distance into the page from the gutter line
     shade = 1.0 - p["depth"] * np.exp(-((into / max(1.0, p["width"])) ** p["power"]))
     st.v = st.v * shade.astype(np.float32)[None]
@@ -210,7 +210,7 @@ def _draw_facing(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str
 
 def _facing_hide(st: Any, p: dict[str, Any]) -> None:
     side = p["side"]
-    edge = _edge_line(st.rng, _along(side, st.h, st.w), p["width"], p["wobble"], float(st.rng.normal(0, 2.0)))
+    edge = edge_line(st.rng, _along(side, st.h, st.w), p["width"], p["wobble"], float(st.rng.normal(0, 2.0)))
     d = beyond(side, st.h, st.w, edge)
     st.store["facing_page"] = d
     st.hide("facing_page", np.clip(d + 0.5, 0.0, 1.0))

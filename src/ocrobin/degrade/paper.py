@@ -161,7 +161,7 @@ def _draw_rulings(rng: np.random.Generator, h: int, w: int, k: float) -> dict[st
     }
 
 
-def _line_coverage(u: np.ndarray, width: float, spacing: float | None = None) -> np.ndarray:
+def line_coverage(u: np.ndarray, width: float, spacing: float | None = None) -> np.ndarray:
     """Anti-aliased coverage of lines of ``width`` at u = 0 (and every ``spacing``) along coordinate ``u``."""
     dist = np.abs(u) if spacing is None else np.abs(np.mod(u + spacing / 2, spacing) - spacing / 2)
     return np.clip(width / 2 + 0.5 - dist, 0.0, 1.0).astype(np.float32)
@@ -176,15 +176,15 @@ def _rulings(st: Any, p: dict[str, Any]) -> None:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     sx = m[0, 0] * xx + m[0, 1] * yy + m[0, 2]
     sy = m[1, 0] * xx + m[1, 1] * yy + m[1, 2]
-    r = _line_coverage(sy - p["phase"], p["width"], p["spacing"])
+    r = line_coverage(sy - p["phase"], p["width"], p["spacing"])
     if p["kind"] == "grid":
-        r = np.maximum(r, _line_coverage(sx - p["phase"], p["width"], p["spacing"]))
+        r = np.maximum(r, line_coverage(sx - p["phase"], p["width"], p["spacing"]))
     for x, doubled in p["columns"]:
-        r = np.maximum(r, _line_coverage(sx - x, p["width"] * 1.3))
+        r = np.maximum(r, line_coverage(sx - x, p["width"] * 1.3))
         if doubled:
-            r = np.maximum(r, _line_coverage(sx - x - 3.0 - p["width"], p["width"]))
+            r = np.maximum(r, line_coverage(sx - x - 3.0 - p["width"], p["width"]))
     if p["margin"] is not None:
-        r = np.maximum(r, _line_coverage(sx - p["margin"], p["width"] * 1.2))
+        r = np.maximum(r, line_coverage(sx - p["margin"], p["width"] * 1.2))
     r = r * np.clip(1.0 + p["unevenness"] * smooth_noise(st.rng, (h, w), 12.0, octaves=2), 0.0, 1.0)
     level = st.paper_c.mean() - p["darkness"] * (st.paper_c.mean() - st.ink_c.mean())
     colour = np.clip(level + np.array(RULING_SHIFTS[p["colour"]], np.float32)[: st.channels]
