@@ -79,3 +79,20 @@ def test_normalize_page_is_the_same_for_subsampled_percentiles(monkeypatch):
 def test_check_page_norm_rejects_bad_specs(bad):
     with pytest.raises(ValueError, match="page_norm"):
         models.check_page_norm(bad)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 33, 65), (1, 1, 301, 257), (2, 1, 130, 96), (1, 1, 700, 160)])
+def test_msfcn_lean_inference_gives_the_forward_logits(shape):
+    """``infer`` (BatchNorm folded, channels-last, by rows) equals ``forward`` in eval mode, whatever the rows."""
+    torch.manual_seed(0)
+    m = models.build("msfcn").eval()
+    for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    x = torch.rand(*shape)
+    with torch.inference_mode():
+        want = m(x)
+        for rows in (1, 3, 1000):
+            got = m.infer(x, rows=rows)
+            assert got.shape == want.shape
+            assert (got - want).abs().max() < 1e-4, rows

@@ -29,7 +29,7 @@ from PIL import Image
 from . import modelfile
 from .exceptions import ModelError, UsageError
 from .imageio import to_gray
-from .models import PAGE_NORM_SAMPLE, Lstm2Seed, apply_page_norm, page_norm_mapping
+from .models import PAGE_NORM_SAMPLE, Lstm2Seed, MultiScaleFCN, apply_page_norm, page_norm_mapping
 from .polarity import MODES, Polarity, detect
 
 #: Pages above this many pixels are tiled automatically.
@@ -258,6 +258,8 @@ class Binarizer:
     def _logits(self, x: torch.Tensor, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         if isinstance(self.model, Lstm2Seed):
             return self.model(x, bn_stats=bn_stats)
+        if isinstance(self.model, MultiScaleFCN):
+            return self.model.infer(x)  # the same logits in a fifth of the memory
         return self.model(x)
 
     def _prob(self, x: torch.Tensor, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:

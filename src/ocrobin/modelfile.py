@@ -225,6 +225,20 @@ def _build(path: str | os.PathLike[str], meta: dict[str, Any], device: str | Non
         raise ModelError(f"{path}: cannot build architecture {arch!r} with {str(hparams)[:200]}: {e}") from e
 
 
+#: Architectures whose hyper-parameters are all at most this (and not more than :data:`USUAL_COUNT` of
+#: them) are small enough to build before their tensors are checked.
+USUAL_VALUE = 1024
+USUAL_COUNT = 16
+
+
+def _usual(meta: dict[str, Any]) -> bool:
+    values: list[Any] = []
+    for v in (meta.get("hparams") or {}).values() if isinstance(meta.get("hparams"), dict) else [None]:
+        values.extend(v if isinstance(v, list | tuple) else [v])
+    return len(values) <= USUAL_COUNT and all(
+        isinstance(v, bool) or (isinstance(v, int | float) and abs(v) <= USUAL_VALUE) for v in values)
+
+
 def check_tensors(path: str | os.PathLike[str], header: dict[str, Any], model: nn.Module) -> None:
     """Check a file's tensors against the architecture before any weight is read.
 
@@ -283,7 +297,11 @@ def load_model(path: str | os.PathLike[str], verify: bool = True) -> ModelInfo:
     """
     header = read_header(path)
     meta = _meta_of(path, header)
-    check_tensors(path, header, _build(path, meta, device="meta"))
+    # small architectures are built at once (building on the meta device costs ~75 MB of torch's own
+    # meta kernels, a fifth of the memory a run may use); hyper-parameters out of the usual range only
+    # on the meta device, so a crafted file cannot make us allocate a huge model
+    model = _build(path, meta) if _usual(meta) else None
+    check_tensors(path, header, model if model is not None else _build(path, meta, device="meta"))
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
@@ -294,7 +312,7 @@ def load_model(path: str | os.PathLike[str], verify: bool = True) -> ModelInfo:
         raise ModelError(f"{path}: weights do not match their SHA-256 (file damaged or edited)")
     if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
         raise ModelError(f"{path}: weights hold NaN or infinite values")
-    model = _build(path, meta)
+    model = model if model is not None else _build(path, meta)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

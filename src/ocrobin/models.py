@@ -261,3 +261,125 @@ class MultiScaleFCN(nn.Module):
         y = torch.relu_(torch.addcmul(y, xin, self.head_x.view(1, -1, 1, 1)))
         out = torch.einsum("bchw,c->bhw", y, self.head_out).unsqueeze(1) + self.head_bias
         return out[:, :, :h, :w]
+
+    # --- inference in bounded memory -------------------------------------------------------------------
+
+    def _folded(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        """Each convolution block's convolution with its BatchNorm folded in: (weight, bias), by block id.
+
+        Inference only (running statistics); computed once and kept until the weights are trained again.
+        """
+        cache = getattr(self, "_fold_cache", None)
+        version = tuple(p._version for p in self.parameters())
+        if cache is not None and cache[0] == version:
+            return cache[1]
+        folded = {}
+        for block in self.modules():
+            if isinstance(block, nn.Sequential) and len(block) == 3 and isinstance(block[1], nn.BatchNorm2d):
+                conv, bn = block[0], block[1]
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                weight = (conv.weight * scale.view(-1, 1, 1, 1)).detach()
+                folded[id(block)] = (weight.contiguous(memory_format=torch.channels_last),
+                                     (bn.bias - bn.running_mean * scale).detach())
+        self._fold_cache = (version, folded)
+        return folded
+
+    def _block(self, block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        w, b = self._folded()[id(block)]
+        conv = block[0]
+        return torch.relu_(F.conv2d(x, w, b, conv.stride, conv.padding, conv.dilation))
+
+    @staticmethod
+    def _up_span(ia: int, ib: int, h_fine: int, h_coarse: int) -> tuple[int, int]:
+        """Coarse rows whose ×2 bilinear upsampling gives fine rows ia..ib exactly (the edges of a crop
+        clamp, so one more coarse row is taken on each side that is not the input's edge)."""
+        ya = max(0, (ia - 1) // 2) if ia else 0
+        yb = min(h_coarse, (ib + 2) // 2) if ib < h_fine else h_coarse
+        return ya, yb
+
+    def _up_rows(self, block: nn.Sequential, y: torch.Tensor, skip: torch.Tensor, rows: int) -> torch.Tensor:
+        """``block(cat(upsample(y), skip))`` computed ``rows`` rows at a time (exactly, see :meth:`infer`)."""
+        hf, hc = skip.shape[-2], y.shape[-2]
+        out: torch.Tensor | None = None
+        for a in range(0, hf, rows):
+            b = min(hf, a + rows)
+            ia, ib = max(0, a - 1), min(hf, b + 1)  # one row of context for the 3×3 convolution
+            ya, yb = self._up_span(ia, ib, hf, hc)
+            up = F.interpolate(y[:, :, ya:yb], size=(2 * (yb - ya), skip.shape[-1]), mode="bilinear",
+                               align_corners=False)[:, :, ia - 2 * ya:ib - 2 * ya]
+            part = self._block(block, torch.cat([up, skip[:, :, ia:ib]], 1))[:, :, a - ia:b - ia]
+            if out is None:
+                out = part.new_empty((part.shape[0], part.shape[1], hf, part.shape[3])).contiguous(
+                    memory_format=torch.channels_last)
+            out[:, :, a:b] = part
+        assert out is not None
+        return out
+
+    @torch.no_grad()
+    def infer(self, x: torch.Tensor, rows: int = 32) -> torch.Tensor:
+        """Ink logits like :meth:`forward` in eval mode, in a fraction of the memory and faster.
+
+        BatchNorm is folded into the convolutions; tensors are channels-last, which the CPU convolutions
+        take without reordered copies; and the last decoder block, the head's features and the
+        full-resolution head run ``rows`` rows (at 1/4 resolution) at a time, each with the few rows of
+        context its convolution and upsampling need, one head feature at a time. The biggest tensors of
+        :meth:`forward` (the 1/4-resolution concatenation, the head's full-resolution features) never exist
+        for the whole input. The same logits up to float rounding.
+        """
+        _, _, h, w = x.shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+
+        def grey(r0: int, r1: int) -> torch.Tensor:
+            """Rows r0..r1 of the padded input, as the network sees it (x * 2 - 1)."""
+            part = x[:, :, min(r0, h - 1):min(r1, h)]
+            if r1 > h or pw:
+                part = F.pad(part, (0, pw, 0, max(0, r1 - max(r0, h))), mode="replicate")[:, :, :r1 - r0]
+            return part * 2.0 - 1.0
+
+        # the stem (two 3×3 convolutions at 1/4 resolution), also by rows with two rows of context each side
+        hp4 = (h + ph) // 4
+        s0: torch.Tensor | None = None
+        for a in range(0, hp4, 4 * rows):
+            b = min(hp4, a + 4 * rows)
+            ia, ib = max(0, a - 2), min(hp4, b + 2)
+            u = F.pixel_unshuffle(grey(4 * ia, 4 * ib), 4).contiguous(memory_format=torch.channels_last)
+            for block in self.stem:
+                u = self._block(block, u)
+            if s0 is None:
+                s0 = u.new_empty((u.shape[0], u.shape[1], hp4, u.shape[3])).contiguous(
+                    memory_format=torch.channels_last)
+            s0[:, :, a:b] = u[:, :, a - ia:b - ia]
+        assert s0 is not None
+        skips = [s0]
+        del u
+        for down in self.down:
+            y = skips[-1]
+            for block in down:
+                y = self._block(block, y)
+            skips.append(y)
+        y = self._block(self.context, skips[-1])
+        for block, skip in zip(self.up[:-1], reversed(skips[1:-1]), strict=True):
+            y = self._up_rows(block, y, skip, 4 * rows)
+        del skips
+        h4, h8, w4 = s0.shape[-2], y.shape[-2], s0.shape[-1]
+        out = x.new_empty((x.shape[0], 1, h + ph, w + pw))
+        for a in range(0, h4, rows):
+            b = min(h4, a + rows)
+            ta, tb = max(0, a - 1), min(h4, b + 1)  # head features: one row more each side (×4 upsampling)
+            ia, ib = max(0, ta - 1), min(h4, tb + 1)  # decoder input: one row more (3×3 convolution)
+            ya, yb = self._up_span(ia, ib, h4, h8)
+            up = F.interpolate(y[:, :, ya:yb], size=(2 * (yb - ya), w4), mode="bilinear",
+                               align_corners=False)[:, :, ia - 2 * ya:ib - 2 * ya]
+            t = self._block(self.up[-1], torch.cat([up, s0[:, :, ia:ib]], 1))[:, :, ta - ia:tb - ia]
+            t = self.to_head(t).contiguous()
+            g = grey(4 * a, 4 * b)
+            acc = None
+            for c in range(t.shape[1]):
+                f = F.interpolate(t[:, c:c + 1], size=(4 * (tb - ta), g.shape[-1]), mode="bilinear",
+                                  align_corners=False)[:, :, 4 * (a - ta):4 * (b - ta)]
+                f = torch.relu_(f.addcmul_(g, self.head_x[c])).mul_(self.head_out[c])
+                acc = f if acc is None else acc.add_(f)
+            assert acc is not None
+            out[:, :, 4 * a:4 * b] = acc + self.head_bias
+        return out[:, :, :h, :w]
