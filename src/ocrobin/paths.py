@@ -19,7 +19,7 @@ PathLike = str | os.PathLike[str]
 
 def resolved(path: PathLike) -> Path:
     """The absolute path with symlinks and ``..`` resolved (the path need not exist)."""
-    return Path(os.path.realpath(os.path.abspath(os.fspath(path))))
+    return Path(os.path.realpath(os.fspath(path)))  # realpath, not abspath first: link/.. is the parent of its target
 
 
 def _key(path: Path) -> tuple[str, tuple[int, int] | None]:

@@ -166,13 +166,24 @@ def binarize_files(
             el = time.perf_counter() - t0
             bar.set_postfix(pages_s=f"{summary.done / el:.2f}" if el > 0 else "-", failed=summary.failed)
 
+    def elsewhere(job: Job) -> None:
+        summary.elsewhere += 1
+        row(input=str(job.path), output=str(output_paths(out, job.rel, None, opts.fmt)[0]), status="elsewhere")
+        tick()
+
+    # outputs there before this run started were done by earlier runs; those that appear later, by other runs
+    done_before = [not overwrite and _outputs_exist(out, job, opts) for job in jobs]
+
     def todo() -> Iterator[FileTask]:
-        for job in jobs:
-            if not overwrite and _outputs_exist(out, job, opts):
+        for job, before in zip(jobs, done_before, strict=True):
+            if before:
                 b, _ = output_paths(out, job.rel, None, opts.fmt)
                 summary.skipped += 1
                 row(input=str(job.path), output=str(b), status="skipped")
                 tick()
+                continue
+            if not overwrite and _outputs_exist(out, job, opts):
+                elsewhere(job)
                 continue
             if owned is not None:
                 if not owned.claim(str(job.rel)):
@@ -180,19 +191,20 @@ def binarize_files(
                     continue
                 if not overwrite and _outputs_exist(out, job, opts):  # finished while we looked
                     owned.release(str(job.rel))
-                    summary.elsewhere += 1
-                    tick()
+                    elsewhere(job)
                     continue
             yield FileTask(job, out, opts, inputs)
         # what other runs hold: wait for them, take over what they leave behind
         while deferred:
             assert owned is not None
             for job in list(deferred):
-                if owned.owner(str(job.rel)) is None and not owned._path(str(job.rel)).exists():
-                    deferred.remove(job)
-                    summary.elsewhere += 1
-                    row(input=str(job.path), status="elsewhere")
-                    tick()
+                if not owned._path(str(job.rel)).exists():  # let go: done, or given up (an interrupted run)
+                    if _outputs_exist(out, job, opts):
+                        deferred.remove(job)
+                        elsewhere(job)
+                    elif owned.claim(str(job.rel)):
+                        deferred.remove(job)
+                        yield FileTask(job, out, opts, inputs)
                 elif owned.stale(str(job.rel)) and owned.claim(str(job.rel)):
                     deferred.remove(job)
                     yield FileTask(job, out, opts, inputs)

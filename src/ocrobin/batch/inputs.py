@@ -8,6 +8,7 @@ which are counted once. Output paths are checked against input paths before anyt
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -59,9 +60,14 @@ class _Walk:
         self.found = Found()
         self.excluded_said: set[Path] = set()
 
-    def _excluded(self, p: Path) -> bool:
+    def _excluded(self, p: Path, root: Path | None) -> bool:
+        """Whether ``p`` lies in an output folder below ``root`` (an input folder, a glob's fixed part).
+
+        An output folder that is ``root`` itself or holds it is not left out: the pages are read from there
+        (outputs beside the pages; a rerun then finds its outputs among the inputs and is refused).
+        """
         for ex in self.exclude:
-            if inside(p, ex):
+            if inside(p, ex) and (root is None or (inside(ex, root) and ex != resolved(root))):
                 if ex not in self.excluded_said:
                     self.excluded_said.add(ex)
                     self.notice(f"{ex}: the output folder lies inside an input folder; left out of the inputs")
@@ -94,7 +100,7 @@ class _Walk:
             keep = []
             for name in sorted(dirnames):
                 sub = d / name
-                if name == CLAIMS_DIR or self._excluded(sub):
+                if name == CLAIMS_DIR or self._excluded(sub, root):
                     continue
                 if sub.is_symlink() and not sub.exists():
                     self.handler(str(sub), InputError(f"{sub}: broken symbolic link"))
@@ -129,10 +135,13 @@ def find_inputs(inputs: Iterable[str], handler: ErrorHandler = raise_error, excl
         InputError: with the default handler, at the first input that cannot be binarized.
     """
     walk = _Walk([resolved(e) for e in exclude], handler, notice or (lambda s: None))
-    for spec in inputs:
+    specs = list(inputs)
+    for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            if walk._excluded(p):
+            # the output folder given beside other inputs (``scans/*`` expanded by the shell) is left out;
+            # given alone it is binarized in place
+            if len(specs) > 1 and resolved(p) in walk.exclude and walk._excluded(p, None):
                 continue
             walk.folder(p)
         elif p.is_file() or p.is_symlink():
@@ -142,8 +151,9 @@ def find_inputs(inputs: Iterable[str], handler: ErrorHandler = raise_error, excl
             files = [m for m in matches if not m.is_dir()]
             if not files:
                 handler(spec, InputError(f"{spec}: no such file" if not matches else f"{spec}: matches no files"))
+            root = Path(*itertools.takewhile(lambda q: not glob.has_magic(q), p.parts))  # the glob's fixed part
             for m in files:
-                if not walk._excluded(m):
+                if not walk._excluded(m, root):
                     walk.file(m, Path(m.stem), given=False)
     seen: dict[Path, Path] = {}
     unique = []

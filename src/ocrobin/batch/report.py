@@ -53,7 +53,10 @@ class Report:
         self.fmt = report_format(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        cut = not new and _last_byte(self.path) != b"\n"  # a killed run's last row, cut: not to be joined to ours
         self._f: IO[str] = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - closed in close()
+        if cut:
+            self._write("\n")
         if self.fmt == "csv" and new:
             self._write(self._csv_line(dict(zip(FIELDS, FIELDS, strict=True))))
 
@@ -91,8 +94,14 @@ class Report:
         self.close()
 
 
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
 def read_report(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The rows of a report, in file order (a last line cut by a kill is left out).
+    """The rows of a report, in file order (a line cut by a kill is left out, also where a rerun appended to it).
 
     Raises:
         InputError: the file cannot be read.
@@ -117,6 +126,8 @@ def read_report(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if lines and not lines[-1].endswith("\n"):
         lines = lines[:-1]
     for r in csv.DictReader(lines):
+        if any(r.get(k) is None for k in FIELDS):  # fewer cells than columns: a row cut by a kill
+            continue
         out: dict[str, Any] = {k: (r.get(k) or None) for k in FIELDS}
         for k in ("page", "width", "height"):
             out[k] = int(out[k]) if out[k] else None

@@ -111,7 +111,7 @@ def binarize_sample(binarizer: Binarizer, sample: dict[str, Any], input_key: str
 
 
 def _leftovers(out: str) -> list[Path]:
-    """Temporary files of ``out`` left by runs that are gone (this host's dead processes)."""
+    """Temporary files of ``out`` left by runs that are gone (this host's dead processes, or this process)."""
     p = Path(out)
     found = []
     for tmp in p.parent.glob(f".{p.name}.*.tmp"):
@@ -122,7 +122,7 @@ def _leftovers(out: str) -> list[Path]:
             continue
         if len(parts) >= 3 and parts[1] != socket.gethostname():
             continue
-        if not pid_alive(pid):
+        if pid == os.getpid() or not pid_alive(pid):  # ours: left by an earlier, interrupted call
             found.append(tmp)
     return found
 
@@ -138,6 +138,25 @@ def _keys_of(path: str) -> list[str]:
                 if not keys or keys[-1] != k:
                     keys.append(k)
     return keys
+
+
+def _tar_complete(url: str) -> bool:
+    """Whether a local tar shard ends with its end-of-archive block: one cut at a member boundary reads
+    as a shorter archive, without an error (other URLs cannot be checked and count as complete)."""
+    import tarfile
+
+    if "://" in url or url.startswith("pipe:"):
+        return True
+    try:
+        with tarfile.open(url) as tf:
+            end = 0
+            for m in tf:
+                end = m.offset_data + -(-m.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+            assert tf.fileobj is not None
+            tf.fileobj.seek(end)
+            return tf.fileobj.read(tarfile.BLOCKSIZE) == bytes(tarfile.BLOCKSIZE)
+    except (OSError, EOFError, tarfile.TarError):
+        return False
 
 
 def binarize_shards(
@@ -207,29 +226,37 @@ def binarize_shards(
                 yield SampleTask(sample, input_key, opts)
 
         sink = shards.ShardSink(output_pattern, maxcount=1 << 62, start=i)
-        n = 0
+        n = done = pixels = 0
+        rows: list[dict[str, Any]] = []  # reported once the shard is written: an unfinished one has no pages
         try:
             sink.open()
             for _, (out_sample, r, err) in runner.map(run_sample, tasks()):
                 sink.write(out_sample)
                 n += 1
                 if err is None:
-                    summary.done += 1
-                    summary.pixels += int(r["width"] * r["height"])
+                    done += 1
+                    pixels += int(r["width"] * r["height"])
                 else:
                     handler(sample_name(url, {"__key__": r["key"]}), err)
                 r["output"] = f"{out}:{r['key']}"
-                row(**r)
+                rows.append(r)
                 if bar is not None:
                     bar.update(1)
         except BaseException as e:
             sink.abort(keep=isinstance(e, KeyboardInterrupt))  # the next run finds it and says it redid it
             raise
+        if readable and not _tar_complete(url):
+            readable = False
+            handler(url, ShardError(f"{url}: ends before its end-of-archive block (cut short)"))
         if not readable:
             sink.abort()
             handler(url, ShardError(f"{url}: could not be read to the end; {out} not written (a rerun redoes it)"))
             return
         sink.close()
+        summary.done += done
+        summary.pixels += pixels
+        for r in rows:
+            row(**r)
         if left:
             summary.redone += n
 
@@ -254,10 +281,19 @@ def binarize_shards(
                 for item in list(deferred):
                     i, url, out = item
                     key = str(resolved(out))
-                    if not owned._path(key).exists():
-                        deferred.remove(item)
+                    if not owned._path(key).exists():  # let go: done, or given up (an interrupted run)
                         if os.path.exists(out):
-                            summary.elsewhere += len(_keys_of(out))
+                            deferred.remove(item)
+                            keys = _keys_of(out)
+                            summary.elsewhere += len(keys)
+                            for k in keys:
+                                row(input=url, key=k, output=f"{out}:{k}", status="elsewhere")
+                        elif owned.claim(key):
+                            deferred.remove(item)
+                            try:
+                                one_shard(runner, i, url, out)
+                            finally:
+                                owned.release(key)
                     elif owned.stale(key) and owned.claim(key):
                         deferred.remove(item)
                         try:
