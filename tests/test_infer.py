@@ -101,9 +101,9 @@ def _recording(b: Binarizer) -> list[tuple[int, int]]:
     seen: list[tuple[int, int]] = []
     run = b._logits
 
-    def logits(x, *args, **kwargs):
-        seen.append(tuple(x.shape[-2:]))
-        return run(x, *args, **kwargs)
+    def logits(x, *args, size=None, **kwargs):
+        seen.append(tuple(size) if size is not None else tuple(x.shape[-2:]))
+        return run(x, *args, size=size, **kwargs)
 
     b._logits = logits
     return seen

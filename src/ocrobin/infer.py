@@ -255,18 +255,26 @@ class Binarizer:
 
     # --- the network ------------------------------------------------------------------------------
 
-    def _logits(self, x: torch.Tensor, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor | None, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+                source: Callable[[int, int], torch.Tensor] | None = None,
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The network's logits: the one door every run of the model goes through.
+
+        ``msfcn`` runs its lean inference (the same logits in a fraction of the memory), which can also take
+        its input rows from ``source`` (with ``size``) instead of a tensor ``x``.
+        """
+        if isinstance(self.model, MultiScaleFCN):
+            return self.model.infer(x, source=source, size=size)
+        assert x is not None
         if isinstance(self.model, Lstm2Seed):
             return self.model(x, bn_stats=bn_stats)
-        if isinstance(self.model, MultiScaleFCN):
-            return self.model.infer(x)  # the same logits in a fifth of the memory
         return self.model(x)
 
     def _prob(self, x: torch.Tensor, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Ink probability of a B×1×H×W batch (flip-averaged with ``tta``)."""
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             if not self.tta:
-                return torch.sigmoid(self._logits(x, bn_stats).float())
+                return torch.sigmoid_(self._logits(x, bn_stats).float())
             acc = None
             for dims in ((), (3,), (2,), (2, 3)):
                 xi = torch.flip(x, dims) if dims else x
@@ -304,20 +312,37 @@ class Binarizer:
             mapping = page_norm_mapping(sample, self.page_norm)
         return _Plan(pol, mapping, scale)
 
-    def _prepared(self, plan: _Plan, a: np.ndarray, y0: int, x0: int) -> torch.Tensor:
-        """One tile as the network sees it: float, polarity-corrected, normalised, 1×1×H×W on the device."""
+    def _prepared(self, plan: _Plan, a: np.ndarray, y0: int, x0: int, halo: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """An area of the page as the network sees it: float, polarity-corrected, normalised, 1×1×H×W.
+
+        ``halo`` = (rows above, rows below) of ``a`` that only give the polarity's neighbourhood test its
+        context; they are dropped from the result.
+        """
         x = torch.from_numpy(np.ascontiguousarray(a)).to(self.device).float()
         if plan.scale != 1.0:
             x = x.div_(plan.scale)
         if plan.polarity.mode == "inverted":
-            x = 1.0 - x
+            x = x.neg_().add_(1.0)
         else:
-            m = plan.polarity.tile_mask(x, y0, x0)
+            m = plan.polarity.tile_mask(x, y0 - halo[0], x0)
             if m is not None:
-                x = x + m * (1.0 - 2.0 * x)
+                x = x.addcmul_(m, x.mul(-2.0).add_(1.0))
+        x = x[halo[0]:x.shape[0] - halo[1]]
         if plan.mapping:
             x = apply_page_norm(x, plan.mapping)
         return x[None, None]
+
+    def _rows(self, plan: _Plan, data: np.ndarray, y0: int, y1: int, x0: int, x1: int
+              ) -> Callable[[int, int], torch.Tensor]:
+        """Rows of a tile as the network sees them, made on demand (the tile never exists as floats)."""
+        h = data.shape[0]
+        ctx = 8 if plan.polarity.mode == "regions" else 0  # the edge test's 9-pixel window
+
+        def rows(r0: int, r1: int) -> torch.Tensor:
+            a, b = max(0, y0 + r0 - ctx), min(h, y0 + r1 + ctx)
+            return self._prepared(plan, data[a:b, x0:x1], y0 + r0, x0, (y0 + r0 - a, b - (y0 + r1)))
+
+        return rows
 
     def _page_bn_stats(self, data: np.ndarray, plan: _Plan, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and (biased) variance of the first convolution over the whole page."""
@@ -347,15 +372,22 @@ class Binarizer:
         h, w = data.shape
         side = self._tile_side(h, w)
         if not side or (h <= side and w <= side):
-            sink(0, h, 0, w, self._prob(self._prepared(plan, data, 0, 0))[0, 0])
-            return
-        if isinstance(self.model, Lstm2Seed):
-            plan.bn_stats = self._page_bn_stats(data, plan, side)
-        ov = min(self.overlap, side // 4)
-        align = self.align
-        for y0, y1, ky0, ky1 in tiles(h, side, ov, align):
-            for x0, x1, kx0, kx1 in tiles(w, side, ov, align):
-                p = self._prob(self._prepared(plan, data[y0:y1, x0:x1], y0, x0), plan.bn_stats)[0, 0]
+            rows, cols = [(0, h, 0, h)], [(0, w, 0, w)]
+        else:
+            if isinstance(self.model, Lstm2Seed):
+                plan.bn_stats = self._page_bn_stats(data, plan, side)
+            ov = min(self.overlap, side // 4)
+            rows, cols = list(tiles(h, side, ov, self.align)), list(tiles(w, side, ov, self.align))
+        lean = isinstance(self.model, MultiScaleFCN) and not self.tta
+        for y0, y1, ky0, ky1 in rows:
+            for x0, x1, kx0, kx1 in cols:
+                if lean:
+                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                        logits = self._logits(None, source=self._rows(plan, data, y0, y1, x0, x1),
+                                              size=(y1 - y0, x1 - x0))
+                    p = torch.sigmoid_(logits.float())[0, 0]
+                else:
+                    p = self._prob(self._prepared(plan, data[y0:y1, x0:x1], y0, x0), plan.bn_stats)[0, 0]
                 sink(ky0, ky1, kx0, kx1, p[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0])
 
     @staticmethod
@@ -421,13 +453,15 @@ class Binarizer:
         stats = _Stats()
 
         def keep(y0: int, y1: int, x0: int, x1: int, p: torch.Tensor) -> None:
-            p = p.float()
-            ink = p > t
-            stats.add(p, ink)
-            bits = np.packbits(ink.cpu().numpy(), axis=1)
-            packed[y0:y1, x0 // 8:x0 // 8 + bits.shape[1]] = bits  # tile cores start on whole bytes
-            if pmap is not None:
-                pmap[y0:y1, x0:x1] = torch.floor(p.clamp(0.0, 1.0) * 255.0).to(torch.uint8).cpu().numpy()
+            for r in range(0, y1 - y0, 256):  # a few rows at a time: small temporaries whatever the tile
+                q = p[r:r + 256].float()
+                ink = q > t
+                stats.add(q, ink)
+                bits = np.packbits(ink.cpu().numpy(), axis=1)
+                packed[y0 + r:y0 + r + q.shape[0], x0 // 8:x0 // 8 + bits.shape[1]] = bits  # cores start on bytes
+                if pmap is not None:
+                    pmap[y0 + r:y0 + r + q.shape[0], x0:x1] = (
+                        torch.floor(q.clamp(0.0, 1.0) * 255.0).to(torch.uint8).cpu().numpy())
 
         self._each_tile(data, plan, keep)
         unc = stats.uncertain / max(stats.prob_sum, 1.0)

@@ -316,7 +316,9 @@ class MultiScaleFCN(nn.Module):
         return out
 
     @torch.no_grad()
-    def infer(self, x: torch.Tensor, rows: int = 32) -> torch.Tensor:
+    def infer(self, x: torch.Tensor | None = None, rows: int = 32, *,
+              source: Callable[[int, int], torch.Tensor] | None = None,
+              size: tuple[int, int] | None = None) -> torch.Tensor:
         """Ink logits like :meth:`forward` in eval mode, in a fraction of the memory and faster.
 
         BatchNorm is folded into the convolutions; tensors are channels-last, which the CPU convolutions
@@ -325,14 +327,31 @@ class MultiScaleFCN(nn.Module):
         context its convolution and upsampling need, one head feature at a time. The biggest tensors of
         :meth:`forward` (the 1/4-resolution concatenation, the head's full-resolution features) never exist
         for the whole input. The same logits up to float rounding.
+
+        Args:
+            x: B×1×H×W grey input in [0, 1]; or
+            source: ``source(r0, r1)`` gives rows r0..r1 of a 1×1×H×W input (so the input itself need not
+                exist as floats), with ``size`` = (H, W).
+
+        Returns:
+            ink logits, B×1×H×W.
         """
-        _, _, h, w = x.shape
+        if source is None:
+            assert x is not None
+            h, w = x.shape[-2:]
+            batch = x.shape[0]
+
+            def source(r0: int, r1: int) -> torch.Tensor:
+                return x[:, :, r0:r1]
+        else:
+            assert size is not None
+            (h, w), batch = size, 1
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
 
         def grey(r0: int, r1: int) -> torch.Tensor:
             """Rows r0..r1 of the padded input, as the network sees it (x * 2 - 1)."""
-            part = x[:, :, min(r0, h - 1):min(r1, h)]
+            part = source(min(r0, h - 1), min(r1, h))
             if r1 > h or pw:
                 part = F.pad(part, (0, pw, 0, max(0, r1 - max(r0, h))), mode="replicate")[:, :, :r1 - r0]
             return part * 2.0 - 1.0
@@ -363,7 +382,7 @@ class MultiScaleFCN(nn.Module):
             y = self._up_rows(block, y, skip, 4 * rows)
         del skips
         h4, h8, w4 = s0.shape[-2], y.shape[-2], s0.shape[-1]
-        out = x.new_empty((x.shape[0], 1, h + ph, w + pw))
+        out = s0.new_empty((batch, 1, h + ph, w + pw))
         for a in range(0, h4, rows):
             b = min(h4, a + rows)
             ta, tb = max(0, a - 1), min(h4, b + 1)  # head features: one row more each side (×4 upsampling)

@@ -69,6 +69,9 @@ _WORKER: dict[str, Any] = {}
 def _init(spec: BinarizerSpec) -> None:
     import torch
 
+    from ..runtime import release_freed_memory
+
+    release_freed_memory()
     torch.set_num_threads(spec.threads or 1)
     _WORKER["binarizer"] = spec.build()
 

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ocrobin`` command; returns the exit status."""
+    from ..runtime import release_freed_memory
+
+    release_freed_memory()
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
