@@ -42,9 +42,10 @@ DEFAULT_OVERLAP = 128
 BLANK_RANGE = 2.0 / 255.0
 #: Precisions of the forward pass: ``bf16`` runs it under bfloat16 autocast (CPUs with AVX512-BF16 / AMX).
 PRECISIONS = ("fp32", "bf16")
-#: Confidence = clip(a − b × uncertainty), uncertainty = Σ (1 − |2p − 1|) / Σ p over the page; a model file
-#: may carry its own calibration in ``meta["confidence"]``.
-CONFIDENCE = {"a": 1.0, "b": 1.0}
+#: Confidence = clip(a − b × uncertainty), uncertainty = Σ (1 − |2p − 1|) / Σ p over the page: an estimate
+#: of the page's FM / 100. A model file carries its own calibration in ``meta["confidence"]``
+#: (``benchmarks/confidence.py --fit``); this one was fitted for ``msfcn-dibco`` on 136 DIBCO-style pages.
+CONFIDENCE = {"a": 1.05, "b": 0.69}
 #: Pages below this confidence are flagged ``low-confidence`` (a model file may carry its own).
 LOW_CONFIDENCE = 0.8
 #: Ink shares outside this range are flagged ``ink-fraction-unusual``.

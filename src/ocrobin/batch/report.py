@@ -170,7 +170,7 @@ def summarize(rows: list[dict[str, Any]], least: int = 10) -> str:
     if flags:
         lines.append("flags: " + ", ".join(f"{n} {f}" for f, n in flags.most_common()))
     if conf:
-        q = statistics.quantiles(conf, n=10) if len(conf) > 1 else [conf[0]] * 9
+        q = statistics.quantiles(conf, n=10, method="inclusive") if len(conf) > 1 else [conf[0]] * 9
         lines.append(f"confidence: min {min(conf):.3f}, 10th percentile {q[0]:.3f}, median "
                      f"{statistics.median(conf):.3f}, max {max(conf):.3f}")
     secs = sum(float(r.get("seconds") or 0) for r in done)

@@ -162,6 +162,9 @@ def run(args: argparse.Namespace) -> int:
         spec = binarizer_spec(args, threads)
         binarizer = binarizer_spec(args).build()
         with _report(args) as report:
+            if report is not None:
+                for name, msg in summary.errors:  # inputs the walk could not take: in the report too
+                    report.row(input=name, status="failed", error=msg)
             summary.add(batch.binarize_files(
                 binarizer, found.jobs, args.output, fmt=args.format, prob=args.prob, t=args.threshold,
                 polarity=args.polarity, overwrite=args.overwrite, handler=handler, progress=progress,
