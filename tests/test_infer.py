@@ -147,3 +147,37 @@ def test_pages_above_the_auto_tile_size_are_tiled(monkeypatch):
     seen.clear()
     Binarizer(_tiny_fcn(), tile=0).binarize(rng.random((150, 140)).astype(np.float32))  # tile=0: never
     assert seen == []
+
+
+def test_tiles_run_in_batches_give_the_same_page():
+    """Tiles stacked into batches (how a GPU runs them) give the tiles' results one by one."""
+    from .conftest import text_page
+
+    page = np.vstack([np.hstack([text_page(96, 160, s + 3 * r) for s in range(3)]) for r in range(3)])
+    one = Binarizer(tile=128, overlap=32, polarity="normal").run(page)
+    batched = Binarizer(tile=128, overlap=32, polarity="normal", batch_tiles=4)
+    seen = _recording(batched)
+    got = batched.run(page)
+    n_tiles = len(list(tiles(page.shape[0], 128, 32, batched.align))) * len(list(tiles(page.shape[1], 128, 32,
+                                                                                      batched.align)))
+    assert n_tiles > 4 and len(seen) < n_tiles  # fewer runs than tiles: they were batched
+    assert (got.ink_mask() == one.ink_mask()).mean() > 0.999
+
+
+def test_a_missing_gpu_is_a_clear_error():
+    from ocrobin.exceptions import UsageError
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(UsageError, match="no CUDA device"):
+        Binarizer(device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_batches_agree_with_the_cpu():
+    from .conftest import text_page
+
+    page = np.vstack([np.hstack([text_page(300, 400, s + 3 * r) for s in range(4)]) for r in range(4)])
+    cpu = Binarizer(polarity="normal").run(page)
+    gpu = Binarizer(device="cuda", polarity="normal").run(page)
+    assert (gpu.ink_mask() == cpu.ink_mask()).mean() > 0.999

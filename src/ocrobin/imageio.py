@@ -243,8 +243,10 @@ def _vips() -> object | None:
 def _streamable(img: Image.Image, index: int) -> bool:
     if img.format not in STREAMED or img.mode not in STREAMED[img.format]:
         return False
-    if img.getexif().get(0x0112, 1) not in (1, None):
-        return False  # EXIF orientation: the whole page is decoded and turned by Pillow
+    # EXIF orientation: such a page is decoded and turned whole by Pillow. (A PNG's EXIF is looked at by
+    # libvips instead: Pillow decodes the whole image to look for it.)
+    if img.format != "PNG" and img.getexif().get(0x0112, 1) not in (1, None):
+        return False
     return _vips() is not None
 
 
@@ -264,6 +266,8 @@ def _stream_frame(src: Path | bytes, fmt: str, index: int, size: tuple[int, int]
     dtype = {"uchar": np.uint8, "ushort": np.uint16}.get(v.format)
     if dtype is None or (v.width, v.height) != (w, h) or v.bands not in (1, 2, 3, 4):
         return None
+    if v.get_typeof("orientation") and v.get("orientation") not in (0, 1):
+        return None  # rotated by EXIF: decoded and turned by Pillow
     out = np.empty((h, w), dtype)
     region = pyvips.Region.new(v)
     rows = max(1, STRIP_BYTES // max(1, w * v.bands * np.dtype(dtype).itemsize))
