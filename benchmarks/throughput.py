@@ -1,0 +1,127 @@
+"""Throughput of a whole ``ocrobin binarize`` run against the model's compute alone, and the cost of tiling.
+
+1. ``folder``: a folder of synthetic pages of 2–10 MP. The model's compute-only MP/s (``Binarizer.run`` on
+   pages already in memory, ``--threads`` threads, one process) against the whole command's MP/s (read,
+   polarity, model, encode, write) with 1 worker × ``--threads`` threads and with ``--threads`` workers × 1
+   thread: the whole command should reach 90 % of the compute-only figure.
+2. ``tiles``: one page of ``--page-size`` run untiled and tiled with each ``--tiles SIDE/OVERLAP``: s/MP
+   relative to untiled, and the share of pixels equal to the untiled result.
+
+    .venv/bin/python benchmarks/throughput.py folder --pages 50 --threads 2
+    .venv/bin/python benchmarks/throughput.py tiles --page-size 3560x2670 --tiles 2048/128,2560/64,3072/64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from pages import synthetic_page
+from PIL import Image
+
+
+def make_folder(folder: str, pages: int, seed: int = 0) -> list[str]:
+    """``pages`` synthetic PNG pages of 2 to 10 MP (sizes seeded), 300 dpi."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i in range(pages):
+        mp = rng.uniform(2.0, 10.0)
+        aspect = rng.uniform(1.2, 1.5)
+        h = int(np.sqrt(mp * 1e6 * aspect))
+        w = int(mp * 1e6 / h)
+        p = os.path.join(folder, f"page-{i:03d}.png")
+        if not os.path.exists(p):
+            Image.fromarray(synthetic_page(w, h, seed=i)).save(p, dpi=(300, 300), compress_level=1)
+        paths.append(p)
+    return paths
+
+
+def folder(args: argparse.Namespace) -> None:
+    from ocrobin.imageio import iter_pages
+    from ocrobin.infer import Binarizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = args.keep or os.path.join(tmp, "pages")
+        paths = make_folder(src, args.pages)
+        torch.set_num_threads(args.threads)
+        b = Binarizer(args.model)
+        pages = [next(iter_pages(p)).data for p in paths]
+        mp = sum(p.size for p in pages) / 1e6
+        b.run(pages[0][:512, :512])
+        t = time.perf_counter()
+        for p in pages:
+            b.run(p)
+        compute = mp / (time.perf_counter() - t)
+        del pages
+        print(f"{len(paths)} pages, {mp:.0f} MP; model compute only ({args.threads} threads): {compute:.2f} MP/s")
+        exe = os.path.join(os.path.dirname(sys.executable), "ocrobin")
+        for workers, threads in ((1, args.threads), (args.threads, 1)):
+            out = os.path.join(tmp, f"out-{workers}")
+            cmd = [exe, "binarize", src, "-o", out, "--workers", str(workers), "--threads", str(threads),
+                   "--no-progress"]
+            if args.model:
+                cmd += ["-m", args.model]
+            t = time.perf_counter()
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            dt = time.perf_counter() - t
+            if r.returncode:
+                sys.stderr.write(r.stderr)
+            print(f"ocrobin binarize --workers {workers} --threads {threads}: {mp / dt:.2f} MP/s "
+                  f"({dt:.1f} s, process start included) = {100 * mp / dt / compute:.0f} % of compute only")
+
+
+def tiles(args: argparse.Namespace) -> None:
+    from ocrobin.infer import Binarizer
+
+    torch.set_num_threads(args.threads)
+    w, h = (int(v) for v in args.page_size.lower().split("x"))
+    page = synthetic_page(w, h)
+    mp = page.size / 1e6
+
+    def timed(b: Binarizer) -> tuple[float, np.ndarray]:
+        b.run(page[:512, :512])
+        best, r = float("inf"), None
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            r = b.run(page)
+            best = min(best, time.perf_counter() - t)
+        assert r is not None
+        return best / mp, r.ink_mask()
+
+    base, ref = timed(Binarizer(args.model, tile=0))
+    print(f"page {w}x{h} ({mp:.1f} MP), {args.threads} threads, best of {args.repeats}")
+    print(f"untiled: {base:.4f} s/MP")
+    for spec in args.tiles.split(","):
+        side, ov = (int(v) for v in spec.split("/"))
+        s, m = timed(Binarizer(args.model, tile=side, overlap=ov))
+        print(f"tile {side} overlap {ov}: {s:.4f} s/MP = {100 * (s / base - 1):+.1f} % against untiled; "
+              f"{100 * (m == ref).mean():.4f} % of pixels equal")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    f = sub.add_parser("folder")
+    f.add_argument("--pages", type=int, default=50)
+    f.add_argument("--keep", default=None, metavar="DIR", help="keep the generated pages here")
+    t = sub.add_parser("tiles")
+    t.add_argument("--page-size", default="3560x2670", help="WxH (default 3560x2670, 9.5 MP)")
+    t.add_argument("--tiles", default="2048/128,2048/64,2560/64,3072/64", help="SIDE/OVERLAP,...")
+    t.add_argument("--repeats", type=int, default=3)
+    for p in (f, t):
+        p.add_argument("-m", "--model", default=None)
+        p.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    folder(args) if args.what == "folder" else tiles(args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(__file__))
+    main()
