@@ -388,10 +388,7 @@ def prob_to_image(prob: np.ndarray) -> Image.Image:
 
 def encode_png(array: np.ndarray | Image.Image) -> bytes:
     """PNG bytes of a bool (1-bit), uint8 (grey or RGB) array or a PIL image."""
-    img = array if isinstance(array, Image.Image) else Image.fromarray(np.asarray(array))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    return encode_image(array if isinstance(array, Image.Image) else Image.fromarray(np.asarray(array)), "png")
 
 
 @contextmanager
@@ -411,11 +408,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def save_image(img: Image.Image, path: str | os.PathLike[str], dpi: tuple[float, float] | None = None,
-               fmt: str | None = None) -> None:
-    """Save a PIL image atomically; ``fmt`` ``tif`` writes CCITT Group 4 for 1-bit images."""
-    target = Path(path)
-    fmt = (fmt or target.suffix.lstrip(".")).lower()
+def _save_options(img: Image.Image, fmt: str, dpi: tuple[float, float] | None) -> dict[str, object]:
+    """Pillow save options: ``tif`` is CCITT Group 4 for 1-bit images, PNG unoptimised (fast), DPI kept."""
     kwargs: dict[str, object] = {}
     if dpi:
         kwargs["dpi"] = (float(dpi[0]), float(dpi[1]))
@@ -428,8 +422,23 @@ def save_image(img: Image.Image, path: str | os.PathLike[str], dpi: tuple[float,
         kwargs["optimize"] = False
     else:
         kwargs["format"] = fmt.upper()
+    return kwargs
+
+
+def encode_image(img: Image.Image, fmt: str = "png", dpi: tuple[float, float] | None = None) -> bytes:
+    """The bytes :func:`save_image` writes for ``img`` (what the batch tools and the HTTP service send)."""
+    buf = io.BytesIO()
+    img.save(buf, **_save_options(img, fmt.lower(), dpi))
+    return buf.getvalue()
+
+
+def save_image(img: Image.Image, path: str | os.PathLike[str], dpi: tuple[float, float] | None = None,
+               fmt: str | None = None) -> None:
+    """Save a PIL image atomically; ``fmt`` ``tif`` writes CCITT Group 4 for 1-bit images."""
+    target = Path(path)
+    fmt = (fmt or target.suffix.lstrip(".")).lower()
     with atomic_path(target) as tmp:
-        img.save(tmp, **kwargs)
+        img.save(tmp, **_save_options(img, fmt, dpi))
 
 
 def write_binary(path: str | os.PathLike[str], ink: np.ndarray, dpi: tuple[float, float] | None = None,

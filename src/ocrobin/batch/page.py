@@ -7,14 +7,12 @@ to Pillow directly: a huge page never exists as a float or boolean array.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ..imageio import Page
+from ..imageio import Page, encode_image
 from ..infer import Binarizer, PageResult
 from .common import Options
 
@@ -28,22 +26,6 @@ class Encoded:
     prob: bytes | None = None
 
 
-def _save(img: Image.Image, fmt: str, dpi: tuple[float, float] | None) -> bytes:
-    kwargs: dict[str, Any] = {}
-    if dpi:
-        kwargs["dpi"] = (float(dpi[0]), float(dpi[1]))
-    if fmt in ("tif", "tiff"):
-        kwargs["format"] = "TIFF"
-        if img.mode == "1":
-            kwargs["compression"] = "group4"
-    else:
-        kwargs["format"] = "PNG"
-        kwargs["optimize"] = False
-    buf = io.BytesIO()
-    img.save(buf, **kwargs)
-    return buf.getvalue()
-
-
 def binary_image(result: PageResult) -> Image.Image:
     """The 1-bit page as a PIL image (ink black), made from the packed bits."""
     return Image.frombytes("1", (result.width, result.height), np.invert(result.ink).tobytes())
@@ -51,20 +33,20 @@ def binary_image(result: PageResult) -> Image.Image:
 
 def encode_binary(result: PageResult, fmt: str = "png", dpi: tuple[float, float] | None = None) -> bytes:
     """The 1-bit page as PNG or CCITT G4 TIFF bytes, with ``dpi``."""
-    return _save(binary_image(result), fmt, dpi)
+    return encode_image(binary_image(result), fmt, dpi)
 
 
 def encode_prob(result: PageResult, dpi: tuple[float, float] | None = None) -> bytes:
     """The 8-bit ink probability (floor(255 × p)) as PNG bytes, with ``dpi``."""
     assert result.prob is not None
     img = Image.frombuffer("L", (result.width, result.height), result.prob, "raw", "L", 0, 1)
-    return _save(img, "png", dpi)
+    return encode_image(img, "png", dpi)
 
 
 def encode_training(result: PageResult) -> bytes:
     """The 1-bit page as an 8-bit PNG holding 0 (ink) and 255 (paper): the shards' ``bin.png``."""
     img = binary_image(result).convert("L")
-    return _save(img, "png", None)
+    return encode_image(img, "png", None)
 
 
 def binarize_page(binarizer: Binarizer, page: Page, opts: Options, shard: bool = False) -> Encoded:

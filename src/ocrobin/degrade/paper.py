@@ -77,15 +77,22 @@ def _draw_color(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str,
 COLOR = register(Effect("color", {"saturation": (0.2, 1.0)}, _draw_color, doc="coloured paper and ink"))
 
 
-def _draw_bleed(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str, Any]:
-    R = BLEED.ranges
-    return {
-        "strength": strength(rng, R["strength"], k),
-        "sigma": uniform(rng, R["sigma"]),
-        "flip": "horizontal" if rng.random() < 0.8 else "vertical",
-        "dx": uniform(rng, R["shift_frac"]),
-        "dy": uniform(rng, R["shift_frac"]),
-    }
+def _bleed_draw(name: str, horizontal: float) -> Any:
+    """Parameters of a bleed-through effect: the other side mirrored (left-right with this probability)."""
+
+    def draw(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str, Any]:
+        from .registry import get
+
+        R = get(name).ranges
+        return {
+            "strength": strength(rng, R["strength"], k),
+            "sigma": uniform(rng, R["sigma"]),
+            "flip": "horizontal" if rng.random() < horizontal else "vertical",
+            "dx": uniform(rng, R["shift_frac"]),
+            "dy": uniform(rng, R["shift_frac"]),
+        }
+
+    return draw
 
 
 def bleed_layer(verso: np.ndarray, p: dict[str, Any], h: int, w: int) -> np.ndarray:
@@ -107,24 +114,14 @@ def _bleed(st: Any, p: dict[str, Any]) -> None:
 
 
 BLEED = register(Effect(
-    "bleed", {"strength": (0.05, 0.6), "sigma": (0.5, 4.0), "shift_frac": (-0.1, 0.1)}, _draw_bleed,
+    "bleed", {"strength": (0.05, 0.6), "sigma": (0.5, 4.0), "shift_frac": (-0.1, 0.1)}, _bleed_draw("bleed", 0.8),
     hooks={"paper": _bleed}, doc="bleed-through / show-through of the other side",
 ))
 
 
-def _draw_bleed_sharp(rng: np.random.Generator, h: int, w: int, k: float) -> dict[str, Any]:
-    R = BLEED_SHARP.ranges
-    return {
-        "strength": strength(rng, R["strength"], k),
-        "sigma": uniform(rng, R["sigma"]),
-        "flip": "horizontal" if rng.random() < 0.85 else "vertical",
-        "dx": uniform(rng, R["shift_frac"]),
-        "dy": uniform(rng, R["shift_frac"]),
-    }
-
-
 BLEED_SHARP = register(Effect(
-    "bleed_sharp", {"strength": (0.4, 0.95), "sigma": (0.0, 1.0), "shift_frac": (-0.1, 0.1)}, _draw_bleed_sharp,
+    "bleed_sharp", {"strength": (0.4, 0.95), "sigma": (0.0, 1.0), "shift_frac": (-0.1, 0.1)},
+    _bleed_draw("bleed_sharp", 0.85),
     hooks={"paper": _bleed},
     doc="strong, sharp bleed-through: ink of the other side soaked through, nearly as dark as the front",
 ))
