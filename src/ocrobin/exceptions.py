@@ -14,6 +14,10 @@ class InputError(OcrobinError):
     """An input image or file cannot be read or is not a usable page."""
 
 
+class PageTooLargeError(InputError):
+    """A page has more pixels than a limit allows (a decompression bomb among them); nothing was decoded."""
+
+
 class ModelError(OcrobinError):
     """A model file or name cannot be loaded, or its contents are inconsistent."""
 

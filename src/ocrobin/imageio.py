@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from .exceptions import InputError
+from .exceptions import InputError, PageTooLargeError
 
 #: Refuse pages above this many pixels per page (a clear error instead of running out of memory).
 MAX_PIXELS = 1_000_000_000
@@ -332,6 +332,29 @@ def iter_pages(path: str | os.PathLike[str]) -> Iterator[Page]:
     """
     p = Path(path)
     yield from _pages(_open(p), str(p), p)
+
+
+def header_size(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of the first page of image bytes, from the header alone (nothing is decoded).
+
+    Raises:
+        PageTooLargeError: more than ``max_pixels`` pixels (a decompression bomb among them).
+        InputError: empty, not an image, or a header that cannot be read; the message names ``name``.
+    """
+    if not data:
+        raise InputError(f"{name}: empty image data")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except Image.DecompressionBombError:
+        raise PageTooLargeError(f"{name}: page too large (limit {max_pixels:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not an image or unsupported format") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise InputError(f"{name}: corrupt image header ({e})") from None
+    if w * h > max_pixels:
+        raise PageTooLargeError(f"{name}: page too large ({w}×{h}, limit {max_pixels:,} pixels)")
+    return w, h
 
 
 def decode_pages(data: bytes, name: str = "<bytes>") -> Iterator[Page]:

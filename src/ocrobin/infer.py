@@ -33,7 +33,7 @@ from .models import PAGE_NORM_SAMPLE, Lstm2Seed, MultiScaleFCN, apply_page_norm,
 from .polarity import MODES, Polarity, detect
 
 #: Pages above this many pixels are tiled automatically.
-AUTO_TILE_PIXELS = 6_000_000
+AUTO_TILE_PIXELS = 4_500_000
 #: Tile side used when tiling is automatic.
 DEFAULT_TILE = 2048
 #: Context kept on each side of a tile and discarded after the run.

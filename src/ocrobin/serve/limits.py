@@ -6,14 +6,14 @@ refused before a single pixel is decoded.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
-
-from ..exceptions import UsageError
-from ..imageio import MAX_PIXELS
+from ..exceptions import InputError, PageTooLargeError, UsageError
+from ..imageio import MAX_PIXELS, header_size
 from .errors import ApiError
+
+#: The name an upload goes by in error messages (a client's file name is never used).
+UPLOAD = "upload"
 
 #: ``--max-mb`` counts units of this many bytes.
 MB = 1_000_000
@@ -56,25 +56,25 @@ class Limits:
 def check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
     """The first page's size from the image header, refused when it has more than ``max_pixels`` pixels.
 
-    Pillow reads only the header here; nothing is decoded.
+    Only the header is read (:func:`ocrobin.imageio.header_size`); nothing is decoded.
 
     Returns:
         (width, height).
 
     Raises:
-        ApiError: 413 for a page over the limit, 400 for data that is not an image Pillow knows.
+        ApiError: 413 for a page over the limit, 400 for data that is not an image.
     """
     if not data:
         raise ApiError(400, "empty body: send the image as the request body or as the multipart field 'file'")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            w, h = img.size
-    except Image.DecompressionBombError:
-        raise ApiError(413, f"page too large (limit {max_pixels:,} pixels)") from None
-    except UnidentifiedImageError:
-        raise ApiError(400, "not an image or unsupported format") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
-        raise ApiError(400, f"corrupt image header ({e})") from None
-    if w * h > max_pixels:
-        raise ApiError(413, f"page too large ({w}×{h}, limit {max_pixels:,} pixels)")
-    return w, h
+        return header_size(data, UPLOAD, max_pixels)
+    except PageTooLargeError as e:
+        raise ApiError(413, reason_of(e)) from None
+    except InputError as e:
+        raise ApiError(400, reason_of(e)) from None
+
+
+def reason_of(e: Exception) -> str:
+    """An error's one-line message without the upload's stand-in name."""
+    msg = str(e)
+    return msg[len(UPLOAD) + 2:] if msg.startswith(f"{UPLOAD}: ") else msg

@@ -6,7 +6,6 @@ already over (timed out, or the client left), so abandoned work gives its thread
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from dataclasses import dataclass, field
@@ -16,14 +15,13 @@ from PIL import Image
 
 from ..batch import Options, binarize_page
 from ..exceptions import InputError
-from ..imageio import Page, decode_pages
+from ..imageio import Page, decode_pages, encode_image
 from ..infer import Binarizer
 from .errors import ApiError
+from .limits import UPLOAD, reason_of
 
 #: ``format`` values and the media type of their answer.
 FORMATS = {"png": "image/png", "tif": "image/tiff", "prob": "image/png", "gray": "image/png"}
-#: The name an upload goes by in error messages (a client's file name is never used).
-UPLOAD = "upload"
 
 
 class Cancelled(Exception):
@@ -49,8 +47,7 @@ def first_page(data: bytes) -> Page:
     try:
         return next(pages)
     except InputError as e:
-        msg = str(e)
-        raise ApiError(400, msg[len(UPLOAD) + 2:] if msg.startswith(f"{UPLOAD}: ") else msg) from None
+        raise ApiError(400, reason_of(e)) from None
     finally:
         pages.close()
 
@@ -62,11 +59,7 @@ def gray_png(page: Page) -> bytes:
         a = (a >> 8).astype(np.uint8)
     elif a.dtype != np.uint8:
         a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
-    img = Image.fromarray(a, mode="L")
-    kwargs = {"dpi": (float(page.dpi[0]), float(page.dpi[1]))} if page.dpi else {}
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", **kwargs)
-    return buf.getvalue()
+    return encode_image(Image.fromarray(a, mode="L"), "png", page.dpi)
 
 
 def _timing(parts: dict[str, float]) -> str:
