@@ -64,7 +64,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="ink threshold on the probability (default 0.5)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model")
     p.add_argument("--tile", type=int, default=None,
-                   help="tile side in pixels (default: automatic above 6 MP; 0 = never tile)")
+                   help="tile side in pixels (default: automatic above 4.5 MP; 0 = never tile)")
     p.add_argument("--overlap", type=int, default=128, help="context pixels around each tile (default 128)")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="run the model with PyTorch (default) or ONNX Runtime (extra ocrobin[onnx])")
