@@ -132,3 +132,21 @@ def test_weights_checked_against_the_architecture_before_use(tmp_path):
     save_model(tmp_path / "nan.safetensors", m, make_meta(m))  # hash matches: the NaN check must refuse it
     with pytest.raises(ModelError, match="nan.safetensors: weights hold NaN"):
         load_model(tmp_path / "nan.safetensors")
+
+
+def test_release_stores_the_confidence_calibration_binarizer_uses(tmp_path):
+    from ocrobin.cli import main
+    from ocrobin.infer import Binarizer
+
+    from .conftest import text_page
+
+    out = tmp_path / "cal.safetensors"
+    assert main(["export", "lstm2-seed", "--release", str(out), "--confidence", "0.9,0.5",
+                 "--low-confidence", "0.7"]) == 0
+    info = load_model(out)
+    assert info.meta["confidence"] == {"a": 0.9, "b": 0.5} and info.meta["low_confidence"] == 0.7
+    r = Binarizer(out).run(text_page())
+    assert r.low_confidence == 0.7
+    assert abs(r.confidence - max(0.0, min(1.0, 0.9 - 0.5 * r.uncertainty))) < 1e-9
+    assert main(["export", "lstm2-seed", "--release", str(out), "--confidence", "x"]) == 2
+    assert main(["export", str(out), "--release", str(out)]) == 2  # would overwrite its own input

@@ -344,7 +344,8 @@ def packaged_path(name: str) -> Path:
 
 
 def release_model(src: str | os.PathLike[str] | ModelInfo, path: str | os.PathLike[str], name: str | None = None,
-                  threshold: float | None = None, **provenance: Any) -> str:
+                  threshold: float | None = None, confidence: tuple[float, float] | None = None,
+                  low_confidence: float | None = None, **provenance: Any) -> str:
     """Write a model without its training state (optimizer, RNG, data positions): what a package ships.
 
     Args:
@@ -354,6 +355,9 @@ def release_model(src: str | os.PathLike[str] | ModelInfo, path: str | os.PathLi
         threshold: calibrate the output so that the usual cut at probability 0.5 acts as a cut at
             ``threshold`` of the source model (found on training pages, e.g. with
             ``benchmarks/threshold_sweep.py``); every tool that thresholds at 0.5 then uses it.
+        confidence: (a, b) of the page confidence clip(a − b × uncertainty), fitted on training pages of the
+            model as released (``benchmarks/confidence.py --fit``); stored as ``meta["confidence"]``.
+        low_confidence: the confidence below which pages are flagged ``low-confidence``.
         provenance: entries added to the metadata's provenance.
 
     Returns:
@@ -377,6 +381,12 @@ def release_model(src: str | os.PathLike[str] | ModelInfo, path: str | os.PathLi
         with torch.no_grad():
             bias -= math.log(threshold / (1.0 - threshold))
         meta["provenance"]["calibrated_threshold"] = threshold
+    if confidence is not None:
+        meta["confidence"] = {"a": float(confidence[0]), "b": float(confidence[1])}
+    if low_confidence is not None:
+        if not 0.0 <= low_confidence <= 1.0:
+            raise ModelError(f"low_confidence must lie in [0, 1], got {low_confidence}")
+        meta["low_confidence"] = float(low_confidence)
     if name:
         meta["name"] = name
     return save_model(path, model, meta)

@@ -25,6 +25,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
                    help="with --release: calibrate the model so that the usual cut at probability 0.5 acts as a cut "
                    "at T of the checkpoint (a threshold found on training pages, see "
                    "benchmarks/threshold_sweep.py)")
+    p.add_argument("--confidence", default=None, metavar="A,B",
+                   help="with --release: the page confidence's calibration clip(A - B x uncertainty), fitted on "
+                   "training pages of the released model (benchmarks/confidence.py --fit)")
+    p.add_argument("--low-confidence", type=float, default=None, metavar="C",
+                   help="with --release: pages below this confidence are flagged low-confidence")
     p.add_argument("--opset", type=int, default=None, metavar="N",
                    help="ONNX opset version (default: 17 with the torchscript exporter, 18 with dynamo)")
     p.add_argument("--exporter", choices=("auto", "torchscript", "dynamo"), default="auto",
@@ -40,14 +45,26 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.onnx and not args.release:
         raise UsageError("give --onnx OUT.onnx and/or --release OUT.safetensors")
-    if args.threshold is not None and not args.release:
-        raise UsageError("--threshold calibrates a --release file; give --release OUT.safetensors")
+    if (args.threshold, args.confidence, args.low_confidence) != (None, None, None) and not args.release:
+        raise UsageError("--threshold, --confidence and --low-confidence go into a --release file; give "
+                         "--release OUT.safetensors")
+    confidence = None
+    if args.confidence:
+        try:
+            a, b = (float(v) for v in args.confidence.split(","))
+        except ValueError:
+            raise UsageError(f"--confidence wants A,B (two numbers), got {args.confidence!r}") from None
+        confidence = (a, b)
     if args.release:
         from ..infer import load
         from ..modelfile import release_model
+        from ..paths import check_no_clash
 
         info = load(args.model)
-        digest = release_model(info, args.release, name=args.name, threshold=args.threshold)
+        if info.path:
+            check_no_clash([info.path], [args.release])
+        digest = release_model(info, args.release, name=args.name, threshold=args.threshold,
+                               confidence=confidence, low_confidence=args.low_confidence)
         print(f"{args.release}: {info.meta['arch']}, {info.meta['parameters']} parameters, sha256 {digest[:16]}")
         if not args.onnx:
             return 0
