@@ -5,12 +5,14 @@
 #   examples/finetune.sh SET_DIR [WORK_DIR] [SAMPLES]
 #
 # SET_DIR is a DIBCO-style set (SET_DIR/img/*.png, SET_DIR/gt/*.png, text black in gt); its first 20
-# pages (by name) are for training, the rest are held out. WORK_DIR defaults to out/finetune.
+# pages (by name) are for training, the rest are held out. WORK_DIR defaults to out/finetune. MODEL (an
+# environment variable) is the model to start from (default: the packaged default model).
 set -euo pipefail
 set_dir=${1:?usage: examples/finetune.sh SET_DIR [WORK_DIR] [SAMPLES]}
 work=${2:-out/finetune}
 samples=${3:-8000}
 ocrobin=${OCROBIN:-ocrobin}
+model=${MODEL:-default}
 
 rm -rf "$work"
 mkdir -p "$work"/train/img "$work"/train/gt "$work"/test/img "$work"/test/gt
@@ -24,10 +26,10 @@ for img in $(ls "$set_dir"/img | sort); do
 done
 echo "fine-tuning on $(ls "$work"/train/img | wc -l) pages, holding out $(ls "$work"/test/img | wc -l)"
 
-$ocrobin binarize "$work"/test/img -o "$work"/before --no-progress
+$ocrobin binarize "$work"/test/img -o "$work"/before -m "$model" --no-progress
 $ocrobin eval --pred "$work"/before --gt "$work"/test/gt --json "$work"/before.json -q
 
-$ocrobin train -m default -d "$work"/train -o "$work"/ckpt/tuned --ntrain "$samples" -b 8 -l 0,2e-4 \
+$ocrobin train -m "$model" -d "$work"/train -o "$work"/ckpt/tuned --ntrain "$samples" -b 8 -l 0,2e-4 \
   --save-every "$samples" --threads 2 --pool 12 --no-progress
 $ocrobin export "$(ls -t "$work"/ckpt/tuned-*.safetensors | head -1)" --release "$work"/tuned.safetensors --name tuned
 

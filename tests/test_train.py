@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -254,3 +255,19 @@ def test_blank_patches_are_paper_only():
     g, t = blank_patch(96, rng, models.PAGE_NORM)
     assert g.shape == t.shape == (96, 96) and g.dtype == np.float32
     assert not t.any() and 0.0 <= g.min() and g.max() <= 1.0 and g.std() > 0.01
+
+
+def test_finetune_example_runs_end_to_end(tmp_path):
+    """examples/finetune.sh: 20 pages to train on, the rest held out, scored before and after."""
+    set_dir = make_set(tmp_path / "d", n=22) / "S"
+    work = tmp_path / "work"
+    script = Path(__file__).resolve().parents[1] / "examples" / "finetune.sh"
+    env = dict(os.environ, OCROBIN=str(Path(sys.executable).parent / "ocrobin"), MODEL="lstm2-seed")
+    r = subprocess.run(["bash", str(script), str(set_dir), str(work), "32"], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "fine-tuning on 20 pages, holding out 2" in r.stdout
+    for name in ("before", "after"):
+        scores = json.loads((work / f"{name}.json").read_text())
+        assert len(scores["pages"]) == 2 and not scores["failed"]
+    assert (work / "tuned.safetensors").is_file()

@@ -238,6 +238,11 @@ class _Shard:
     expected: int | None = None
     readable: bool = True
     redo: bool = False
+    #: pages done and their pixels, and the report rows: counted once the shard is written (an unfinished
+    #: shard has no pages), as the local engine does
+    done: int = 0
+    pixels: int = 0
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _keep_errors(path: Path, redo: set[str]) -> None:
@@ -774,14 +779,14 @@ def _collect(ds: Any, todo: dict[int, _Shard], output_pattern: str, errors_file:
                 shard.readable = bool(row["readable"])
             else:
                 shard.seen += 1
-                _receive(shard, row, summary, report)
+                _receive(shard, row, summary)
                 if bar is not None:
                     bar.update(1)
             if shard.expected is not None and shard.seen == shard.expected:
                 if state.stop.is_set():
                     return
                 state.stage = f"writing {shard.out}"
-                _finish_shard(shard, output_pattern, errors_file, summary)
+                _finish_shard(shard, output_pattern, errors_file, summary, report)
                 state.stage = ""
                 finished += 1
                 if bar is not None:
@@ -791,8 +796,8 @@ def _collect(ds: Any, todo: dict[int, _Shard], output_pattern: str, errors_file:
             state.error = e
 
 
-def _receive(shard: _Shard, row: dict[str, Any], summary: Summary, report: Report | None) -> None:
-    """Keep one sample's result for its output shard, count it and append its report row."""
+def _receive(shard: _Shard, row: dict[str, Any], summary: Summary) -> None:
+    """Keep one sample's result and report row for its output shard; count a failure at once."""
     seq, key, reason = int(row["seq"]), str(row["key"]), str(row["reason"])
     if not key:  # the shard itself could not be read: reported when the shard is complete
         shard.problems.append(reason)
@@ -804,19 +809,18 @@ def _receive(shard: _Shard, row: dict[str, Any], summary: Summary, report: Repor
         sample = {"__key__": key, shards.BIN_KEY: bytes(row["data"])}
         if row["prob"]:
             sample[shards.PROB_KEY] = bytes(row["prob"])
-        summary.done += 1
-        summary.pixels += int(info.get("width") or 0) * int(info.get("height") or 0)
+        shard.done += 1
+        shard.pixels += int(info.get("width") or 0) * int(info.get("height") or 0)
     else:
         sample = {"__key__": key, ERROR_KEY: reason.encode()}
         shard.errors.append((seq, key, reason))
         summary.failed += 1
         summary.errors.append((f"{shard.url}:{key}", reason))
     shard.samples.append((seq, sample))
-    if report is not None:
-        report.row(**info)
+    shard.rows.append(info)
 
 
-def _finish_shard(shard: _Shard, pattern: str, errors_file: Path, summary: Summary) -> None:
+def _finish_shard(shard: _Shard, pattern: str, errors_file: Path, summary: Summary, report: Report | None) -> None:
     """Record a complete shard: its errors first, then its output shard (atomically) if it was read to the end."""
     if shard.problems:
         shard.readable = False
@@ -836,6 +840,12 @@ def _finish_shard(shard: _Shard, pattern: str, errors_file: Path, summary: Summa
             for _, sample in sorted(shard.samples, key=lambda s: s[0]):
                 sink.write(sample)
             sink.open()  # an empty input shard still gets its (empty) output shard
+        summary.done += shard.done
+        summary.pixels += shard.pixels
+        if report is not None:
+            for info in shard.rows:
+                report.row(**info)
         if shard.redo:
             summary.redone += len(shard.samples)
     shard.samples.clear()
+    shard.rows.clear()

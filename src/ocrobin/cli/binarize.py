@@ -111,7 +111,6 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.threshold <= 1.0:
         raise UsageError("--threshold must lie in [0, 1]")
     progress = not args.no_progress
-    args.invert = args.polarity == "inverted"  # what the Ray engine takes
     if args.shards:
         if args.inputs:
             raise UsageError("give either input files or --shards, not both")
@@ -127,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                 threads=args.threads or 1, tile=args.tile, overlap=args.overlap, stall_timeout=args.stall_timeout,
             )
             for name, reason in summary.errors:
-                print(f"ocrobin: error: {name}: {reason}", file=sys.stderr)
+                print(f"ocrobin: error: {reason if reason.startswith(name) else f'{name}: {reason}'}", file=sys.stderr)
         else:
             from ..paths import check_no_clash
 
