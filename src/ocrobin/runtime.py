@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 #: ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (glibc's malloc.h).
 _M_MMAP_THRESHOLD = -3
-#: Blocks at least this large are mapped and unmapped on their own.
+#: Blocks at least this large are mapped and unmapped on their own (``OCROBIN_MMAP_THRESHOLD`` in bytes
+#: overrides it; 0 leaves glibc's own adaptive threshold: faster, but memory grows with a run's tiles).
 MMAP_THRESHOLD = 1 << 20
 
 _done = False
@@ -25,7 +27,8 @@ def release_freed_memory() -> bool:
     global _done
     if _done:
         return True
-    if not sys.platform.startswith("linux"):
+    threshold = int(os.environ.get("OCROBIN_MMAP_THRESHOLD", MMAP_THRESHOLD))
+    if threshold <= 0 or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -33,5 +36,5 @@ def release_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    _done = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    _done = bool(mallopt(_M_MMAP_THRESHOLD, threshold))
     return _done
