@@ -101,6 +101,17 @@ def test_bench_our_model_on_a_tiny_page(tmp_path: Path) -> None:
     assert 0.0 <= fm <= 100.0 and rec["s_per_mp"] > 0
 
 
+def test_model_tta_suffix_averages_over_flips() -> None:
+    from ocrobin.infer import Binarizer, threshold
+
+    page = np.random.default_rng(3).random((96, 120)).astype(np.float32)
+    plain, flips = bench.make_method("default", threads=1), bench.make_method("default:tta", threads=1)
+    assert flips.name == "default:tta" and flips.params["tta"] and not plain.params["tta"]
+    want = threshold(Binarizer("default", threads=1, tta=True).binarize(page), bench.MODEL_THRESHOLD)
+    assert np.array_equal(flips.run(page), want)
+    assert not np.array_equal(flips.run(page), plain.run(page))
+
+
 def test_bench_failing_method_on_one_page_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = _make_set(tmp_path / "s", n=2)
     real = bench.classic_method

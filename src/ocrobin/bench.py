@@ -325,20 +325,21 @@ def classic_method(spec: str) -> Method:
 
 def model_method(spec: str, threads: int | None = None, device: str = "cpu") -> Method:
     """One of our models (a name such as ``default`` / ``lstm2-seed`` or a model file), thresholded at
-    :data:`MODEL_THRESHOLD`.
+    :data:`MODEL_THRESHOLD`; ``MODEL:tta`` averages it over the page's flips (``binarize --tta``).
 
     Raises:
         ModelError: the model cannot be loaded.
     """
     from .infer import Binarizer, threshold
 
-    binarizer = Binarizer(spec, device=device, threads=threads)
+    name, tta = (spec[:-4], True) if spec.endswith(":tta") else (spec, False)
+    binarizer = Binarizer(name, device=device, threads=threads, tta=tta)
     binarizer.binarize(np.linspace(0.0, 1.0, 64 * 64, dtype=np.float32).reshape(64, 64))  # warm-up
 
     def run(gray: np.ndarray) -> np.ndarray:
         return threshold(binarizer.binarize(gray), MODEL_THRESHOLD)
 
-    return Method(spec, "model", run, {"threshold": MODEL_THRESHOLD})
+    return Method(spec, "model", run, {"threshold": MODEL_THRESHOLD, "tta": tta})
 
 
 def make_method(spec: str, threads: int | None = None, device: str = "cpu") -> Method:

@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         "binarization alone. Writes OUT/results.json, OUT/results.md (one table per set, sorted by FM) and "
         f"OUT/fm_vs_speed.png. Classic methods (doxapy): {', '.join(CLASSIC_NAMES)}; add parameters as "
         "NAME:key=value,... (Sauvola defaults to window=75,k=0.2). Any other name is one of our models "
-        "(a packaged name or a model file), thresholded at 0.5.",
+        "(a packaged name or a model file), thresholded at 0.5; NAME:tta averages a model over the page and "
+        "its flips (as binarize --tta).",
     )
     p.add_argument("--data", required=True, metavar="DIR", help="a set (img/ + gt/) or a folder of sets")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
