@@ -176,6 +176,9 @@ class BinarizeActor:
 
     def __init__(self, info: ModelInfo, url_of: dict[int, str], opts: Options | None = None, threads: int = 1,
                  tile: int | None = None, overlap: int = DEFAULT_OVERLAP, progress: Any = None) -> None:
+        from .runtime import release_freed_memory
+
+        release_freed_memory()
         self.opts = opts or Options()
         self.binarizer = Binarizer(info, threads=threads, tile=tile, overlap=overlap, polarity=self.opts.polarity)
         self.url_of = url_of
@@ -183,8 +186,14 @@ class BinarizeActor:
         _tell(progress, "ready")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .runtime import trim_freed_memory
+
         n = len(batch["kind"])
-        out = _columns([self._one({k: v[i] for k, v in batch.items()}) for i in range(n)])
+        rows = []
+        for i in range(n):
+            rows.append(self._one({k: v[i] for k, v in batch.items()}))
+            trim_freed_memory()
+        out = _columns(rows)
         _tell(self.progress, "binarized", n)
         return out
 
