@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
+
+from ocrobin.batch import Claims
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
@@ -43,3 +47,23 @@ def text_page(h: int = 96, w: int = 160, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def page() -> np.ndarray:
     return text_page()
+
+
+def hold_then_release(root, key, until, write=None) -> threading.Thread:
+    """Hold a claim as another live run would; once ``until()`` holds and a second more, (optionally write
+    the output) and release it."""
+    claims = Claims(root)
+    assert claims.claim(key)
+
+    def later():
+        t0 = time.monotonic()
+        while not until() and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        if write is not None:
+            write()
+        claims.close()
+
+    t = threading.Thread(target=later)
+    t.start()
+    return t

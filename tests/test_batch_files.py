@@ -11,16 +11,15 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 from PIL import Image
 
-from ocrobin.batch import CLAIMS_DIR, Claims, read_report
+from ocrobin.batch import CLAIMS_DIR, read_report
 from ocrobin.cli import main
 
-from .conftest import text_page
+from .conftest import hold_then_release, text_page
 
 FAST = ["-m", "lstm2-seed", "--no-progress"]
 ONE = [*FAST, "--workers", "1"]
@@ -198,31 +197,11 @@ def test_a_dead_runs_claim_is_taken_over(tmp_path, capsys):
     assert sorted((r["input"], r["status"]) for r in rows) == [(str(src / f"p{i:02d}.png"), "done") for i in range(3)]
 
 
-def hold_then_release(out, key, after, write=None):
-    """Hold a claim as another live run would; once ``after`` exists (the run has gone past the page and
-    waits for it) and a second more, (optionally write the page's output and) release it."""
-    claims = Claims(out)
-    assert claims.claim(key)
-
-    def later():
-        t0 = time.monotonic()
-        while not after.exists() and time.monotonic() - t0 < 60:
-            time.sleep(0.05)
-        time.sleep(1.0)
-        if write is not None:
-            write()
-        claims.close()
-
-    t = threading.Thread(target=later)
-    t.start()
-    return t
-
-
 def test_a_live_runs_claim_makes_the_run_wait_and_count_it_as_done_elsewhere(tmp_path, capsys):
     src = make_folder(tmp_path / "in", 3)
     out = tmp_path / "out"
     marker = b"written by the other run"
-    t = hold_then_release(out, "p01", out / "p02.bin.png", lambda: (out / "p01.bin.png").write_bytes(marker))
+    t = hold_then_release(out, "p01", (out / "p02.bin.png").exists, lambda: (out / "p01.bin.png").write_bytes(marker))
     try:
         rc = main(["binarize", str(src), "-o", str(out), *ONE, "--report", str(tmp_path / "r.jsonl")])
     finally:
@@ -239,7 +218,7 @@ def test_a_claim_let_go_without_the_page_done_is_done_here(tmp_path, capsys):
     # the other run was interrupted (Ctrl-C releases its claims) before it wrote the page
     src = make_folder(tmp_path / "in", 3)
     out = tmp_path / "out"
-    t = hold_then_release(out, "p01", out / "p02.bin.png")
+    t = hold_then_release(out, "p01", (out / "p02.bin.png").exists)
     try:
         rc = main(["binarize", str(src), "-o", str(out), *ONE, "--report", str(tmp_path / "r.jsonl")])
     finally:

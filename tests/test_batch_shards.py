@@ -5,20 +5,18 @@ import hashlib
 import os
 import re
 import tarfile
-import threading
-import time
 from collections import Counter
 
 import pytest
 import webdataset as wds
 
 import ocrobin.batch.shards as batch_shards
-from ocrobin.batch import Claims, read_report
+from ocrobin.batch import read_report
 from ocrobin.cli import main
 from ocrobin.imageio import encode_png
 from ocrobin.paths import resolved
 
-from .conftest import text_page
+from .conftest import hold_then_release, text_page
 
 FAST = ["-m", "lstm2-seed", "--no-progress"]
 ONE = [*FAST, "--workers", "1"]
@@ -189,26 +187,6 @@ def test_two_workers_give_the_same_shards_rows_and_counts(tmp_path, capsys):
     assert got["1"] == got["2"]
     assert [r["key"] for r in got["2"][1]] == ["a0", "a1", "a2", "a3", "b0", "b1", "bad", "neg"]  # input order
     assert got["2"][2] == (7, 0, 1, 0, 0)
-
-
-def hold_then_release(root, key, until, write=None):
-    """Hold a claim as another live run would; once ``until()`` holds and a second more, (optionally write
-    the output) and release it."""
-    claims = Claims(root)
-    assert claims.claim(key)
-
-    def later():
-        t0 = time.monotonic()
-        while not until() and time.monotonic() - t0 < 60:
-            time.sleep(0.05)
-        time.sleep(1.0)
-        if write is not None:
-            write()
-        claims.close()
-
-    t = threading.Thread(target=later)
-    t.start()
-    return t
 
 
 @pytest.mark.parametrize("other_finishes", [True, False])
