@@ -67,12 +67,18 @@ def test_zero_keeps_glibcs_own_threshold() -> None:
     assert not fixed
 
 
-def test_a_batch_trims_after_every_page(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ocrobin import runtime
-    from ocrobin.batch.workers import Runner
+def test_every_page_trims_once_it_is_encoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files, shards, Ray, OCR-D and the server all take a page through ``binarize_page``."""
+    import numpy as np
+
+    from ocrobin.batch import page as page_mod
+    from ocrobin.batch.common import Options
+    from ocrobin.imageio import Page
+    from ocrobin.infer import Binarizer
 
     calls: list[int] = []
-    monkeypatch.setattr(runtime, "trim_freed_memory", lambda: calls.append(1))
-    runner = Runner(binarizer=object())  # type: ignore[arg-type]
-    assert [r for _, r in runner.map(lambda b, x: x * 2, [1, 2, 3])] == [2, 4, 6]
-    assert len(calls) == 3
+    monkeypatch.setattr(page_mod, "trim_freed_memory", lambda: calls.append(1))
+    b = Binarizer("default", threads=1)
+    for shard in (False, True):
+        page_mod.binarize_page(b, Page(np.full((40, 60), 200, np.uint8), None), Options(), shard=shard)
+    assert len(calls) == 2

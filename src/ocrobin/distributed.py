@@ -186,14 +186,8 @@ class BinarizeActor:
         _tell(progress, "ready")
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .runtime import trim_freed_memory
-
         n = len(batch["kind"])
-        rows = []
-        for i in range(n):
-            rows.append(self._one({k: v[i] for k, v in batch.items()}))
-            trim_freed_memory()
-        out = _columns(rows)
+        out = _columns([self._one({k: v[i] for k, v in batch.items()}) for i in range(n)])
         _tell(self.progress, "binarized", n)
         return out
 

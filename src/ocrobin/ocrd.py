@@ -29,7 +29,7 @@ from .exceptions import UsageError
 from .imageio import Page, _pil_data, dpi_of
 from .infer import Binarizer
 from .modelfile import packaged_models
-from .runtime import release_freed_memory, trim_freed_memory
+from .runtime import release_freed_memory
 
 #: Name of the executable (and of the tool in ``ocrd-tool.json``).
 EXECUTABLE = "ocrd-ocrobin-binarize"
@@ -137,7 +137,6 @@ class OcrobinBinarize(Processor):
         # the grey page as `ocrobin binarize` reads a file (writable, as torch wants), then the same trip
         data = _pil_data(image)
         enc = binarize_page(self.binarizer, Page(data if data.flags.writeable else data.copy(), dpi), self.opts)
-        trim_freed_memory()  # what the page's tiles left in the heap
         out = Image.open(io.BytesIO(enc.binary))
         out.load()
         if dpi:

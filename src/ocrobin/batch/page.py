@@ -14,6 +14,7 @@ from PIL import Image
 
 from ..imageio import Page, encode_image
 from ..infer import Binarizer, PageResult
+from ..runtime import trim_freed_memory
 from .common import Options
 
 
@@ -61,8 +62,10 @@ def binarize_page(binarizer: Binarizer, page: Page, opts: Options, shard: bool =
     result = binarizer.run(page.data, t=opts.threshold, prob=opts.prob, polarity=opts.polarity)
     page.data = np.zeros((0, 0), np.uint8)  # the caller's page no longer holds the pixels
     if shard:
-        return Encoded(result, encode_training(result), encode_prob(result) if opts.prob else None)
-    binary = encode_binary(result, opts.fmt, page.dpi)
-    prob = encode_prob(result, page.dpi) if opts.prob else None
-    result.prob = None
-    return Encoded(result, binary, prob)
+        enc = Encoded(result, encode_training(result), encode_prob(result) if opts.prob else None)
+    else:
+        enc = Encoded(result, encode_binary(result, opts.fmt, page.dpi),
+                      encode_prob(result, page.dpi) if opts.prob else None)
+        result.prob = None
+    trim_freed_memory()  # what the page's tiles and encoding left in the heap goes back before the next page
+    return enc

@@ -77,12 +77,7 @@ def _init(spec: BinarizerSpec) -> None:
 
 
 def _call(fn: Callable[[Binarizer, Any], Any], item: Any) -> Any:
-    from ..runtime import trim_freed_memory
-
-    try:
-        return fn(_WORKER["binarizer"], item)
-    finally:
-        trim_freed_memory()
+    return fn(_WORKER["binarizer"], item)
 
 
 class Runner:
@@ -122,12 +117,8 @@ class Runner:
         ``items`` is read lazily: an item is taken only when a worker is about to get it.
         """
         if self.workers == 1:
-            from ..runtime import trim_freed_memory
-
             for item in items:
-                result = fn(self.binarizer, item)
-                trim_freed_memory()
-                yield item, result
+                yield item, fn(self.binarizer, item)
             return
         pool = self._start()
         out: deque[tuple[T, Any]] = deque()
