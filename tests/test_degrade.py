@@ -476,6 +476,28 @@ def test_inverted_band_spans_the_page_with_light_text(page: np.ndarray) -> None:
     assert img[band][solid(page)[band]].mean() > img[band][blank(page)[band]].mean() + 100
 
 
+def test_inverted_band_edges_fall_between_lines_of_text(page: np.ndarray) -> None:
+    rows = page.sum(axis=1)
+    cut = int(np.argmax(rows[40:150])) + 40  # the busiest row of a line of text: the drawn edge cuts it
+    (img, ink), (img0, _), p = with_and_without(
+        page, "inverted_band", boxes=[[cut, 0, 40, 200]], dark=0.1, light=0.9, soft=0.0, snap=True
+    )
+    changed = np.nonzero(np.abs(img - img0).reshape(len(rows), -1).max(axis=1) > 60)[0]
+    top, bottom = int(changed.min()), int(changed.max()) + 1
+    assert abs(top - cut) <= 40 // 3 and top != cut
+    for edge in (top, bottom):  # the band's edges lie on the quietest rows near where they were drawn
+        assert rows[edge] <= rows[max(0, edge - 13):edge + 14].min() + 1e-6
+        assert rows[edge] < 0.2 * rows[cut]
+    (img_u, _), _, _ = with_and_without(page, "inverted_band", boxes=[[cut, 0, 40, 200]], dark=0.1, light=0.9,
+                                        soft=0.0)
+    assert int(np.nonzero(np.abs(img_u - img0).reshape(len(rows), -1).max(axis=1) > 60)[0].min()) == cut
+
+
+def test_drawn_inverted_bands_are_snapped() -> None:
+    p = D.draw_params(np.random.default_rng(1), (300, 300), only=["inverted_band"])["effects"]["inverted_band"]
+    assert p["snap"] is True
+
+
 def test_clean_pages_are_high_contrast_with_few_effects() -> None:
     seen: set[str] = set()
     for seed in range(40):

@@ -431,8 +431,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+#: zlib level of the PNGs we write. On 1-bit pages level 4 encodes in half the time of Pillow's default (6)
+#: for files about 3 % larger (a 6.8-MP page: 27 against 53 ms, 164 against 160 kB); encoding is a
+#: tenth of a batch's time at the default level.
+PNG_LEVEL = 4
+
+
 def _save_options(img: Image.Image, fmt: str, dpi: tuple[float, float] | None) -> dict[str, object]:
-    """Pillow save options: ``tif`` is CCITT Group 4 for 1-bit images, PNG unoptimised (fast), DPI kept."""
+    """Pillow save options: ``tif`` is CCITT Group 4 for 1-bit images, PNG at :data:`PNG_LEVEL` and
+    unoptimised (fast), DPI kept."""
     kwargs: dict[str, object] = {}
     if dpi:
         kwargs["dpi"] = (float(dpi[0]), float(dpi[1]))
@@ -443,6 +450,7 @@ def _save_options(img: Image.Image, fmt: str, dpi: tuple[float, float] | None) -
     elif fmt == "png":
         kwargs["format"] = "PNG"
         kwargs["optimize"] = False
+        kwargs["compress_level"] = PNG_LEVEL
     else:
         kwargs["format"] = fmt.upper()
     return kwargs

@@ -1,4 +1,5 @@
-"""Process-wide settings for long batch runs: memory freed by a page goes back to the system.
+"""Process-wide settings for long batch runs: memory freed by a page goes back to the system, and worker
+processes that start without importing everything again.
 
 glibc's malloc serves large blocks with ``mmap`` and returns them on ``free`` — until a large block has
 been freed, after which it raises its threshold (up to 32 MiB) and keeps later blocks of that size in its
@@ -7,12 +8,19 @@ would creep up by a page's worth of memory or more. Fixing the threshold at 4 Mi
 buffers mapped (returned the moment they are freed) while a tile's smaller blocks are reused from the
 heap (mapping and unmapping those costs a third more time per page, measured on 2–10 MP pages), and
 ``malloc_trim`` between pages hands back what a page left in the heap.
+
+Worker processes are forked from a *fork server*, a process that has imported torch and the batch code
+once and never ran a torch operation (forking a process whose thread pools have started is unsafe, which
+is why workers were spawned before). Spawned workers each import torch afresh, about a second per process
+after this one has done the same; workers forked from a server started as the command begins are ready
+when this process is.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import multiprocessing
 import os
 import sys
 from typing import Any
@@ -63,3 +71,34 @@ def trim_freed_memory() -> None:
         _trim = libc.malloc_trim if libc is not None else False
     if _trim:
         _trim(0)
+
+
+#: What the fork server imports before it forks workers (everything a worker runs).
+WORKER_MODULES = ("ocrobin.batch",)
+
+
+def cpu_count() -> int:
+    """CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_context() -> Any:
+    """The multiprocessing context worker pools use: the fork server where the platform has one (it imports
+    :data:`WORKER_MODULES` once), else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(WORKER_MODULES))
+    return ctx
+
+
+def start_worker_server() -> None:
+    """Start the fork server now, so that it imports torch while this process does the same (a command that
+    will run worker processes calls this before its own heavy imports). Does nothing without a fork server."""
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()

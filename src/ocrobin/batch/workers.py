@@ -1,6 +1,7 @@
 """Worker processes: decoding, the model and encoding of several pages at once, in input order.
 
-Each worker process loads the model once and runs whole pages (read → model → encode → write), so the
+Each worker process (forked from a server that imported this code once, see :mod:`ocrobin.runtime`)
+loads the model once and runs whole pages (read → model → encode → write), so the
 decoding and writing of one page overlap the model of another and every core is busy. Tasks are handed
 out a few at a time (never the whole list at once, so claims are made just before a page starts) and
 their results come back in input order. With one worker everything runs in this process.
@@ -8,14 +9,17 @@ their results come back in input order. With one worker everything runs in this 
 
 from __future__ import annotations
 
-import multiprocessing
-import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..infer import DEFAULT_OVERLAP, Binarizer
+from ..runtime import cpu_count, worker_context
+
+#: Results of later items a slow item may keep waiting, per worker.
+BUFFERED = 16
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,14 +52,6 @@ class BinarizerSpec:
             return b
         return Binarizer(self.model, device=self.device, tile=self.tile, overlap=self.overlap, threads=self.threads,
                          polarity=self.polarity, tta=self.tta, precision=self.precision)
-
-
-def cpu_count() -> int:
-    """CPUs this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def default_workers(device: str = "cpu") -> int:
@@ -106,15 +102,18 @@ class Runner:
 
     def _start(self) -> Any:
         if self._pool is None:
-            ctx = multiprocessing.get_context("spawn")  # torch's thread pools do not survive a fork
+            ctx = worker_context()  # forked from a clean server (torch's thread pools do not survive a fork)
             self._pool = ctx.Pool(self.workers, initializer=_init, initargs=(self.spec,))
         return self._pool
 
     def map(self, fn: Callable[[Binarizer, T], R], items: Iterable[T],
             window: int | None = None) -> Iterator[tuple[T, R]]:
-        """(item, result) pairs in item order; at most ``window`` items (default 2 per worker) are out at once.
+        """(item, result) pairs in item order; at most ``window`` items (default 2 per worker) run or wait
+        in the workers at once.
 
-        ``items`` is read lazily: an item is taken only when a worker is about to get it.
+        ``items`` is read lazily: an item is taken only when a worker is about to get it. A slow item does
+        not hold the others up: while it runs, the other workers go on with later items and their results
+        wait here (at most :data:`BUFFERED` per worker) until it is done.
         """
         if self.workers == 1:
             for item in items:
@@ -124,19 +123,29 @@ class Runner:
         out: deque[tuple[T, Any]] = deque()
         it = iter(items)
         limit = window or 2 * self.workers
+        cap = max(limit, BUFFERED * self.workers)
+        wake = threading.Event()  # set by the pool's result thread whenever a task ends
+
+        def ended(_: object) -> None:
+            wake.set()
+
         exhausted = False
         while True:
-            while not exhausted and len(out) < limit:
+            wake.clear()
+            while not exhausted and len(out) < cap and sum(not r.ready() for _, r in out) < limit:
                 try:
                     item = next(it)
                 except StopIteration:
                     exhausted = True
                     break
-                out.append((item, pool.apply_async(_call, (fn, item))))
+                out.append((item, pool.apply_async(_call, (fn, item), callback=ended, error_callback=ended)))
             if not out:
                 return
-            item, res = out.popleft()
-            yield item, res.get()
+            if out[0][1].ready():
+                item, res = out.popleft()
+                yield item, res.get()
+            else:
+                wake.wait(1.0)
 
     def close(self, abort: bool = False) -> None:
         """Stop the worker processes (``abort``: at once, dropping what they do)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,7 +105,21 @@ def _workers(args: argparse.Namespace, jobs: int) -> tuple[int, int | None]:
     return n, args.threads or max(1, cpu_count() // n)
 
 
+def _start_workers_early(args: argparse.Namespace) -> None:
+    """When this run will likely use worker processes, start their fork server before this process imports
+    torch, so that both imports run at once (see :mod:`ocrobin.runtime`)."""
+    from ..runtime import cpu_count, start_worker_server
+
+    if args.engine == "ray":
+        return
+    wanted = args.workers if args.workers is not None else (cpu_count() if args.device == "cpu" else 1)
+    many = bool(args.shards) or len(args.inputs) > 1 or any(not os.path.isfile(i) for i in args.inputs)
+    if wanted > 1 and many:
+        start_worker_server()
+
+
 def run(args: argparse.Namespace) -> int:
+    _start_workers_early(args)
     from .. import batch
     from ..exceptions import UsageError
 

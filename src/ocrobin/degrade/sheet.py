@@ -27,12 +27,38 @@ def _draw_inverted(rng: np.random.Generator, h: int, w: int, k: float) -> dict[s
     }
 
 
+def quiet_line(profile: np.ndarray, at: int, reach: int) -> int:
+    """The index within ``reach`` of ``at`` where ``profile`` (ink per row or column) is least, the nearest of
+    equals: where a printed band's edge falls between lines of text instead of through them."""
+    lo, hi = max(0, at - reach), min(len(profile), at + reach + 1)
+    if hi <= lo:
+        return at
+    idx = np.arange(lo, hi)
+    return int(idx[np.lexsort((np.abs(idx - at), profile[lo:hi]))[0]])
+
+
+def snap_box(alpha: np.ndarray, box: list[int]) -> list[int]:
+    """A band's box with its two long edges moved to the quietest rows (or columns) within a third of its
+    width, as a reverse-printed bar is set around its own lines instead of cutting through the text."""
+    y0, x0, bh, bw = box
+    h, w = alpha.shape
+    if bw >= w:  # across the page: move the top and bottom edges
+        rows = alpha.sum(axis=1)
+        a, b = quiet_line(rows, y0, bh // 3), quiet_line(rows, y0 + bh, bh // 3)
+        return [a, x0, max(1, b - a), bw]
+    cols = alpha.sum(axis=0)
+    a, b = quiet_line(cols, x0, bw // 3), quiet_line(cols, x0 + bw, bw // 3)
+    return [y0, a, bh, max(1, b - a)]
+
+
 def invert_boxes(st: Any, p: dict[str, Any]) -> None:
-    """Turn the boxes of ``p`` into light text on a dark ground (the ground truth keeps the text as ink)."""
+    """Turn the boxes of ``p`` into light text on a dark ground (the ground truth keeps the text as ink);
+    with ``snap`` the boxes' edges first move to where they cut the least text (:func:`snap_box`)."""
     pl = float(st.paper_c.mean())
     if st.inverted_mask is None:
         st.inverted_mask = np.zeros((st.h, st.w), np.float32)
-    for y0, x0, bh, bw in p["boxes"]:
+    for box in p["boxes"]:
+        y0, x0, bh, bw = snap_box(st.alpha, box) if p.get("snap") else box
         region = st.v[:, y0 : y0 + bh, x0 : x0 + bw]
         grain = st.paper[:, y0 : y0 + bh, x0 : x0 + bw].mean(axis=0) / max(pl, 1e-3)  # keep the paper's texture
         a = st.alpha[y0 : y0 + bh, x0 : x0 + bw]
@@ -65,6 +91,7 @@ def _draw_inverted_band(rng: np.random.Generator, h: int, w: int, k: float) -> d
         "dark": uniform(rng, R["dark"]),
         "light": uniform(rng, R["light"]),
         "soft": float(rng.uniform(0.0, 2.0)),
+        "snap": True,
     }
 
 
