@@ -273,15 +273,18 @@ class Binarizer:
 
     def _logits(self, x: torch.Tensor | None, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
                 source: Callable[[int, int], torch.Tensor] | None = None,
-                size: tuple[int, int] | None = None) -> torch.Tensor:
+                size: tuple[int, int] | None = None,
+                emit: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
         """The network's logits: the one door every run of the model goes through.
 
         ``msfcn`` runs its lean inference (the same logits in a fraction of the memory), which can also take
-        its input rows from ``source`` (with ``size``) instead of a tensor ``x``.
+        its input rows from ``source`` (with ``size``) instead of a tensor ``x``, and hand its logits band by
+        band of rows to ``emit`` (then an empty tensor is returned).
         """
         if isinstance(self.model, MultiScaleFCN):
-            return self.model.infer(x, source=source, size=size)
-        assert x is not None
+            out = self.model.infer(x, source=source, size=size, emit=emit)
+            return out if out is not None else torch.empty(0)
+        assert x is not None and emit is None
         if isinstance(self.model, Lstm2Seed):
             return self.model(x, bn_stats=bn_stats)
         return self.model(x)
@@ -401,13 +404,26 @@ class Binarizer:
         for y0, y1, ky0, ky1 in rows:
             for x0, x1, kx0, kx1 in cols:
                 if lean:
-                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                        logits = self._logits(None, source=self._rows(plan, data, y0, y1, x0, x1),
-                                              size=(y1 - y0, x1 - x0))
-                    p = torch.sigmoid_(logits.float())[0, 0]
+                    self._lean_tile(plan, data, (y0, y1, ky0, ky1), (x0, x1, kx0, kx1), sink)
                 else:
                     p = self._prob(self._prepared(plan, data[y0:y1, x0:x1], y0, x0), plan.bn_stats)[0, 0]
-                sink(ky0, ky1, kx0, kx1, p[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0])
+                    sink(ky0, ky1, kx0, kx1, p[ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0])
+
+    def _lean_tile(self, plan: _Plan, data: np.ndarray, row: tuple[int, int, int, int],
+                   col: tuple[int, int, int, int], sink: Callable[[int, int, int, int, torch.Tensor], None]) -> None:
+        """One tile through ``msfcn``'s lean inference, its core handed to ``sink`` band by band of rows as
+        the network finishes them (the tile's logits never exist whole: 4 bytes per pixel less)."""
+        y0, y1, ky0, ky1 = row
+        x0, x1, kx0, kx1 = col
+
+        def emit(r0: int, r1: int, logits: torch.Tensor) -> None:
+            a, b = max(y0 + r0, ky0), min(y0 + r1, ky1)
+            if a < b:
+                p = torch.sigmoid_(logits[0, 0, a - y0 - r0:b - y0 - r0, kx0 - x0:kx1 - x0].float())
+                sink(a, b, kx0, kx1, p)
+
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            self._logits(None, source=self._rows(plan, data, y0, y1, x0, x1), size=(y1 - y0, x1 - x0), emit=emit)
 
     def _batched_tiles(self, data: np.ndarray, plan: _Plan, rows: list[tuple[int, int, int, int]],
                        cols: list[tuple[int, int, int, int]],

@@ -318,7 +318,8 @@ class MultiScaleFCN(nn.Module):
     @torch.no_grad()
     def infer(self, x: torch.Tensor | None = None, rows: int = 32, *,
               source: Callable[[int, int], torch.Tensor] | None = None,
-              size: tuple[int, int] | None = None) -> torch.Tensor:
+              size: tuple[int, int] | None = None,
+              emit: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor | None:
         """Ink logits like :meth:`forward` in eval mode, in a fraction of the memory and faster.
 
         BatchNorm is folded into the convolutions; tensors are channels-last, which the CPU convolutions
@@ -332,9 +333,11 @@ class MultiScaleFCN(nn.Module):
             x: B×1×H×W grey input in [0, 1]; or
             source: ``source(r0, r1)`` gives rows r0..r1 of a 1×1×H×W input (so the input itself need not
                 exist as floats), with ``size`` = (H, W).
+            emit: ``emit(r0, r1, logits)`` takes the logits of rows r0..r1 (B×1×(r1−r0)×W) as each band of
+                rows is done, top to bottom; then the logits of the whole input never exist at once.
 
         Returns:
-            ink logits, B×1×H×W.
+            ink logits, B×1×H×W; None with ``emit``.
         """
         if source is None:
             assert x is not None
@@ -382,7 +385,7 @@ class MultiScaleFCN(nn.Module):
             y = self._up_rows(block, y, skip, 4 * rows)
         del skips
         h4, h8, w4 = s0.shape[-2], y.shape[-2], s0.shape[-1]
-        out = s0.new_empty((batch, 1, h + ph, w + pw))
+        out = s0.new_empty((batch, 1, h + ph, w + pw)) if emit is None else None
         for a in range(0, h4, rows):
             b = min(h4, a + rows)
             ta, tb = max(0, a - 1), min(h4, b + 1)  # head features: one row more each side (×4 upsampling)
@@ -400,5 +403,8 @@ class MultiScaleFCN(nn.Module):
                 f = torch.relu_(f.addcmul_(g, self.head_x[c])).mul_(self.head_out[c])
                 acc = f if acc is None else acc.add_(f)
             assert acc is not None
-            out[:, :, 4 * a:4 * b] = acc + self.head_bias
-        return out[:, :, :h, :w]
+            if out is not None:
+                out[:, :, 4 * a:4 * b] = acc + self.head_bias
+            elif 4 * a < h:
+                emit(4 * a, min(h, 4 * b), acc.add_(self.head_bias)[:, :, :min(h, 4 * b) - 4 * a, :w])
+        return out[:, :, :h, :w] if out is not None else None

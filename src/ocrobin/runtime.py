@@ -73,8 +73,8 @@ def trim_freed_memory() -> None:
         _trim(0)
 
 
-#: What the fork server imports before it forks workers (everything a worker runs).
-WORKER_MODULES = ("ocrobin.batch",)
+#: What the fork server imports before it forks workers (everything a worker runs; scipy for polarity).
+WORKER_MODULES = ("ocrobin.batch", "scipy.ndimage")
 
 
 def cpu_count() -> int:
