@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ocrobin.batch.workers import BinarizerSpec, Runner
+from ocrobin.batch.workers import BUFFERED, BinarizerSpec, Runner
 from ocrobin.runtime import WORKER_MODULES, worker_context
 
 
@@ -40,18 +40,19 @@ def test_a_slow_item_does_not_hold_up_the_others_and_results_keep_their_order(tm
 
 def test_map_takes_items_lazily(tmp_path: Path) -> None:
     taken: list[int] = []
+    n = 200
 
     def items():
-        for i in range(6):
+        for i in range(n):
             taken.append(i)
             yield (str(tmp_path), i + 1, 0)
 
     with Runner(None, BinarizerSpec(model="lstm2-seed"), workers=2) as runner:
         it = runner.map(mark_and_wait, items())
         next(it)
-        assert len(taken) <= 4 + 1  # the window (2 per worker) plus the one just returned
+        assert len(taken) <= BUFFERED * 2 + 1 < n  # at most the results that may wait, never the whole list
         rest = list(it)
-    assert len(rest) == 5 and taken == list(range(6))
+    assert len(rest) == n - 1 and taken == list(range(n))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used where it exists")

@@ -92,6 +92,7 @@ class Runner:
         self.spec = spec
         self._binarizer = binarizer
         self._pool: Any = None
+        self._pending = 0  # tasks handed out whose results have not been taken
 
     @property
     def binarizer(self) -> Binarizer:
@@ -139,18 +140,24 @@ class Runner:
                     exhausted = True
                     break
                 out.append((item, pool.apply_async(_call, (fn, item), callback=ended, error_callback=ended)))
+                self._pending += 1
             if not out:
                 return
             if out[0][1].ready():
                 item, res = out.popleft()
+                self._pending -= 1
                 yield item, res.get()
             else:
                 wake.wait(1.0)
 
     def close(self, abort: bool = False) -> None:
-        """Stop the worker processes (``abort``: at once, dropping what they do)."""
+        """Stop the worker processes (``abort``: at once, dropping what they do).
+
+        Once every result has come back the workers hold nothing, so they are stopped at once either way
+        instead of each tearing down torch (a third of a second at the end of a run).
+        """
         if self._pool is not None:
-            if abort:
+            if abort or not self._pending:
                 self._pool.terminate()
             else:
                 self._pool.close()
