@@ -96,3 +96,33 @@ def test_msfcn_lean_inference_gives_the_forward_logits(shape):
             got = m.infer(x, rows=rows)
             assert got.shape == want.shape
             assert (got - want).abs().max() < 1e-4, rows
+
+
+@pytest.mark.parametrize("core", [(0, 301, 0, 257), (40, 200, 36, 190), (3, 17, 5, 11), (288, 301, 250, 257)])
+def test_msfcn_core_and_emit_give_the_full_logits_where_wanted(core):
+    """A tile's core (and its bands handed to ``emit``) equals the whole input's logits there."""
+    torch.manual_seed(1)
+    m = models.build("msfcn").eval()
+    x = torch.rand(1, 1, 301, 257)
+    r0, r1, c0, c1 = core
+    with torch.inference_mode():
+        want = m.infer(x)[0, 0, r0:r1, c0:c1]
+        got = torch.full_like(want, float("nan"))
+        bands = []
+
+        def emit(a: int, b: int, c: int, logits: torch.Tensor) -> None:
+            bands.append((a, b))
+            assert c <= c0 and c % 4 == 0
+            lo, hi = max(a, r0), min(b, r1)
+            if lo < hi:
+                got[lo - r0:hi - r0] = logits[0, 0, lo - a:hi - a, c0 - c:c1 - c]
+
+        assert m.infer(x, emit=emit, core=core) is None
+        assert [a for a, _ in bands] == sorted(a for a, _ in bands)
+        assert bands[0][0] <= r0 and bands[-1][1] >= r1
+        if core != (0, 301, 0, 257):
+            assert sum(b - a for a, b in bands) < 301  # the rows outside the core were not computed
+        assert torch.isfinite(got).all()
+        assert (got - want).abs().max() < 1e-4
+        part = m.infer(x, core=core)  # without emit: the core is filled in the full-size result
+        assert (part[0, 0, r0:r1, c0:c1] - want).abs().max() < 1e-4

@@ -274,17 +274,18 @@ class Binarizer:
     def _logits(self, x: torch.Tensor | None, bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None,
                 source: Callable[[int, int], torch.Tensor] | None = None,
                 size: tuple[int, int] | None = None,
-                emit: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+                emit: Callable[[int, int, int, torch.Tensor], None] | None = None,
+                core: tuple[int, int, int, int] | None = None) -> torch.Tensor:
         """The network's logits: the one door every run of the model goes through.
 
         ``msfcn`` runs its lean inference (the same logits in a fraction of the memory), which can also take
-        its input rows from ``source`` (with ``size``) instead of a tensor ``x``, and hand its logits band by
-        band of rows to ``emit`` (then an empty tensor is returned).
+        its input rows from ``source`` (with ``size``) instead of a tensor ``x``, hand its logits band by
+        band of rows to ``emit`` (then an empty tensor is returned) and compute only a tile's ``core``.
         """
         if isinstance(self.model, MultiScaleFCN):
-            out = self.model.infer(x, source=source, size=size, emit=emit)
+            out = self.model.infer(x, source=source, size=size, emit=emit, core=core)
             return out if out is not None else torch.empty(0)
-        assert x is not None and emit is None
+        assert x is not None and emit is None and core is None
         if isinstance(self.model, Lstm2Seed):
             return self.model(x, bn_stats=bn_stats)
         return self.model(x)
@@ -412,18 +413,21 @@ class Binarizer:
     def _lean_tile(self, plan: _Plan, data: np.ndarray, row: tuple[int, int, int, int],
                    col: tuple[int, int, int, int], sink: Callable[[int, int, int, int, torch.Tensor], None]) -> None:
         """One tile through ``msfcn``'s lean inference, its core handed to ``sink`` band by band of rows as
-        the network finishes them (the tile's logits never exist whole: 4 bytes per pixel less)."""
+        the network finishes them (the tile's logits never exist whole: 4 bytes per pixel less); the
+        overlap only gives the core its context, so the decoder's last block and the head skip it."""
         y0, y1, ky0, ky1 = row
         x0, x1, kx0, kx1 = col
 
-        def emit(r0: int, r1: int, logits: torch.Tensor) -> None:
+        def emit(r0: int, r1: int, c0: int, logits: torch.Tensor) -> None:
             a, b = max(y0 + r0, ky0), min(y0 + r1, ky1)
             if a < b:
-                p = torch.sigmoid_(logits[0, 0, a - y0 - r0:b - y0 - r0, kx0 - x0:kx1 - x0].float())
+                c = kx0 - x0 - c0
+                p = torch.sigmoid_(logits[0, 0, a - y0 - r0:b - y0 - r0, c:c + kx1 - kx0].float())
                 sink(a, b, kx0, kx1, p)
 
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            self._logits(None, source=self._rows(plan, data, y0, y1, x0, x1), size=(y1 - y0, x1 - x0), emit=emit)
+            self._logits(None, source=self._rows(plan, data, y0, y1, x0, x1), size=(y1 - y0, x1 - x0), emit=emit,
+                         core=(ky0 - y0, ky1 - y0, kx0 - x0, kx1 - x0))
 
     def _batched_tiles(self, data: np.ndarray, plan: _Plan, rows: list[tuple[int, int, int, int]],
                        cols: list[tuple[int, int, int, int]],

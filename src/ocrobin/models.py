@@ -319,7 +319,8 @@ class MultiScaleFCN(nn.Module):
     def infer(self, x: torch.Tensor | None = None, rows: int = 32, *,
               source: Callable[[int, int], torch.Tensor] | None = None,
               size: tuple[int, int] | None = None,
-              emit: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor | None:
+              emit: Callable[[int, int, int, torch.Tensor], None] | None = None,
+              core: tuple[int, int, int, int] | None = None) -> torch.Tensor | None:
         """Ink logits like :meth:`forward` in eval mode, in a fraction of the memory and faster.
 
         BatchNorm is folded into the convolutions; tensors are channels-last, which the CPU convolutions
@@ -333,8 +334,14 @@ class MultiScaleFCN(nn.Module):
             x: B×1×H×W grey input in [0, 1]; or
             source: ``source(r0, r1)`` gives rows r0..r1 of a 1×1×H×W input (so the input itself need not
                 exist as floats), with ``size`` = (H, W).
-            emit: ``emit(r0, r1, logits)`` takes the logits of rows r0..r1 (B×1×(r1−r0)×W) as each band of
-                rows is done, top to bottom; then the logits of the whole input never exist at once.
+            emit: ``emit(r0, r1, c0, logits)`` takes the logits of rows r0..r1 from column c0 on
+                (B×1×(r1−r0)×…) as each band of rows is done, top to bottom; then the logits of the whole
+                input never exist at once.
+            core: (r0, r1, c0, c1): only these rows and columns are wanted (a tile's core: its overlap is
+                context only). The last decoder block and the head, most of the work, then run on the core
+                and the few rows and columns of context they need; the wanted logits are the same, and
+                outside them the result holds no values (with ``emit``: bands cover the core rows, columns
+                start at a multiple of 4 at or before c0).
 
         Returns:
             ink logits, B×1×H×W; None with ``emit``.
@@ -385,26 +392,34 @@ class MultiScaleFCN(nn.Module):
             y = self._up_rows(block, y, skip, 4 * rows)
         del skips
         h4, h8, w4 = s0.shape[-2], y.shape[-2], s0.shape[-1]
+        w8 = y.shape[-1]
+        r0, r1, c0, c1 = core if core is not None else (0, h, 0, w)
+        q0, q1 = c0 // 4, min(w4, -(-c1 // 4))  # the wanted columns at 1/4 resolution
+        tq0, tq1 = max(0, q0 - 1), min(w4, q1 + 1)  # head features: one column more each side
+        iq0, iq1 = max(0, tq0 - 1), min(w4, tq1 + 1)  # decoder input: one more (3×3 convolution)
+        xa, xb = self._up_span(iq0, iq1, w4, w8)
         out = s0.new_empty((batch, 1, h + ph, w + pw)) if emit is None else None
-        for a in range(0, h4, rows):
+        for a in range(r0 // 4 // rows * rows, min(h4, -(-r1 // 4)), rows):  # the bands of the whole input
             b = min(h4, a + rows)
             ta, tb = max(0, a - 1), min(h4, b + 1)  # head features: one row more each side (×4 upsampling)
             ia, ib = max(0, ta - 1), min(h4, tb + 1)  # decoder input: one row more (3×3 convolution)
             ya, yb = self._up_span(ia, ib, h4, h8)
-            up = F.interpolate(y[:, :, ya:yb], size=(2 * (yb - ya), w4), mode="bilinear",
-                               align_corners=False)[:, :, ia - 2 * ya:ib - 2 * ya]
-            t = self._block(self.up[-1], torch.cat([up, s0[:, :, ia:ib]], 1))[:, :, ta - ia:tb - ia]
+            up = F.interpolate(y[:, :, ya:yb, xa:xb], size=(2 * (yb - ya), 2 * (xb - xa)), mode="bilinear",
+                               align_corners=False)[:, :, ia - 2 * ya:ib - 2 * ya, iq0 - 2 * xa:iq1 - 2 * xa]
+            t = self._block(self.up[-1], torch.cat([up, s0[:, :, ia:ib, iq0:iq1]], 1))[
+                :, :, ta - ia:tb - ia, tq0 - iq0:tq1 - iq0]
             t = self.to_head(t).contiguous()
-            g = grey(4 * a, 4 * b)
+            g = grey(4 * a, 4 * b)[:, :, :, 4 * q0:4 * q1]
             acc = None
             for c in range(t.shape[1]):
-                f = F.interpolate(t[:, c:c + 1], size=(4 * (tb - ta), g.shape[-1]), mode="bilinear",
-                                  align_corners=False)[:, :, 4 * (a - ta):4 * (b - ta)]
+                f = F.interpolate(t[:, c:c + 1], size=(4 * (tb - ta), 4 * (tq1 - tq0)), mode="bilinear",
+                                  align_corners=False)[:, :, 4 * (a - ta):4 * (b - ta), 4 * (q0 - tq0):4 * (q1 - tq0)]
                 f = torch.relu_(f.addcmul_(g, self.head_x[c])).mul_(self.head_out[c])
                 acc = f if acc is None else acc.add_(f)
             assert acc is not None
             if out is not None:
-                out[:, :, 4 * a:4 * b] = acc + self.head_bias
+                out[:, :, 4 * a:4 * b, 4 * q0:4 * q1] = acc + self.head_bias
             elif 4 * a < h:
-                emit(4 * a, min(h, 4 * b), acc.add_(self.head_bias)[:, :, :min(h, 4 * b) - 4 * a, :w])
+                emit(4 * a, min(h, 4 * b), 4 * q0,
+                     acc.add_(self.head_bias)[:, :, :min(h, 4 * b) - 4 * a, :max(0, w - 4 * q0)])
         return out[:, :, :h, :w] if out is not None else None
