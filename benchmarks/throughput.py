@@ -4,11 +4,14 @@
    pages already in memory, ``--threads`` threads, one process) against the whole command's MP/s (read,
    polarity, model, encode, write) with 1 worker × ``--threads`` threads and with ``--threads`` workers × 1
    thread: the whole command should reach 90 % of the compute-only figure.
-2. ``tiles``: one page of ``--page-size`` run untiled and tiled with each ``--tiles SIDE/OVERLAP``: s/MP
-   relative to untiled, and the share of pixels equal to the untiled result.
+2. ``tiles``: one page of ``--page-size`` run untiled and tiled with each ``--tiles SIDE/OVERLAP``, the
+   configurations in turn, best of ``--repeats``: s/MP relative to untiled, and the share of pixels equal
+   to the untiled result. The allocator is set up as in the command (``--glibc-malloc``: left as glibc has
+   it, which favours the untiled pass: its large blocks are reused instead of mapped afresh).
 
     .venv/bin/python benchmarks/throughput.py folder --pages 50 --threads 2
     .venv/bin/python benchmarks/throughput.py tiles --page-size 3560x2670 --tiles 2048/128,2560/64,3072/64
+    .venv/bin/python benchmarks/throughput.py tiles --glibc-malloc   # glibc's own allocator settings
 """
 
 from __future__ import annotations
@@ -79,28 +82,31 @@ def folder(args: argparse.Namespace) -> None:
 
 def tiles(args: argparse.Namespace) -> None:
     from ocrobin.infer import Binarizer
+    from ocrobin.runtime import release_freed_memory
 
+    if not args.glibc_malloc:
+        release_freed_memory()  # the allocator settings of the command
     torch.set_num_threads(args.threads)
     w, h = (int(v) for v in args.page_size.lower().split("x"))
     page = synthetic_page(w, h)
     mp = page.size / 1e6
-
-    def timed(b: Binarizer) -> tuple[float, np.ndarray]:
+    specs = [(0, 0)] + [tuple(int(v) for v in spec.split("/")) for spec in args.tiles.split(",")]
+    runs = [Binarizer(args.model, tile=side, overlap=ov) for side, ov in specs]
+    for b in runs:
         b.run(page[:512, :512])
-        best, r = float("inf"), None
-        for _ in range(args.repeats):
+    best = [float("inf")] * len(runs)
+    masks: list[np.ndarray | None] = [None] * len(runs)
+    for _ in range(args.repeats):  # the configurations in turn, so a slow spell of the machine hits them all
+        for i, b in enumerate(runs):
             t = time.perf_counter()
             r = b.run(page)
-            best = min(best, time.perf_counter() - t)
-        assert r is not None
-        return best / mp, r.ink_mask()
-
-    base, ref = timed(Binarizer(args.model, tile=0))
-    print(f"page {w}x{h} ({mp:.1f} MP), {args.threads} threads, best of {args.repeats}")
+            best[i] = min(best[i], time.perf_counter() - t)
+            masks[i] = r.ink_mask()
+    base, ref = best[0] / mp, masks[0]
+    print(f"page {w}x{h} ({mp:.1f} MP), {args.threads} threads, best of {args.repeats} (configurations in turn)")
     print(f"untiled: {base:.4f} s/MP")
-    for spec in args.tiles.split(","):
-        side, ov = (int(v) for v in spec.split("/"))
-        s, m = timed(Binarizer(args.model, tile=side, overlap=ov))
+    for (side, ov), t, m in zip(specs[1:], best[1:], masks[1:], strict=True):
+        s = t / mp
         print(f"tile {side} overlap {ov}: {s:.4f} s/MP = {100 * (s / base - 1):+.1f} % against untiled; "
               f"{100 * (m == ref).mean():.4f} % of pixels equal")
 
@@ -114,7 +120,9 @@ def main() -> None:
     t = sub.add_parser("tiles")
     t.add_argument("--page-size", default="3560x2670", help="WxH (default 3560x2670, 9.5 MP)")
     t.add_argument("--tiles", default="2048/128,2048/64,2560/64,3072/64", help="SIDE/OVERLAP,...")
-    t.add_argument("--repeats", type=int, default=3)
+    t.add_argument("--repeats", type=int, default=5)
+    t.add_argument("--glibc-malloc", action="store_true",
+                   help="keep glibc's adaptive mmap threshold instead of the command's fixed one")
     for p in (f, t):
         p.add_argument("-m", "--model", default=None)
         p.add_argument("--threads", type=int, default=2)
