@@ -147,9 +147,25 @@ def test_a_truncated_input_shard_gets_no_output(tmp_path, capsys, cut):
         assert str(tmp_path / "in-000001.tar") in err and "not written" in err
         assert not (tmp_path / "out-000001.tar").exists()
         assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    assert summary_counts(err)[:2] == (0, 2)  # only the good shard is skipped; the cut one's pages are not done
-    assert not [r for r in read_report(report) if r["input"].endswith("in-000001.tar") and r["status"] != "failed"]
+    assert summary_counts(err)[:3] == (0, 2, 1)  # only the good shard is skipped; the cut one fails, once
+    lines = [ln for ln in err.splitlines() if "in-000001.tar" in ln]
+    assert len(lines) == 1 and "<_io" not in lines[0], lines  # one line per unreadable shard, in words
+    rows = [r for r in read_report(report) if r["input"].endswith("in-000001.tar")]
+    assert {r["status"] for r in rows} == {"failed"} and len(rows) == 2  # one per run, naming the lost output
+    assert rows[-1]["output"] == str(tmp_path / "out-000001.tar") and "not written" in rows[-1]["error"]
     assert members(tmp_path / "out-000000.tar").keys() == {"a0", "a1"} and good.exists()
+
+
+def test_a_shard_that_is_not_a_tar_is_one_clear_error(tmp_path, capsys):
+    make_shard(tmp_path / "in-000000.tar", pages("a", 1))
+    (tmp_path / "in-000001.tar").write_bytes(b"not a tar at all " * 200)
+    assert main(["binarize", "--shards", str(tmp_path / "in-{000000..000001}.tar"), "-o",
+                 str(tmp_path / "out-%06d.tar"), *ONE]) == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "in-000001.tar" in ln]
+    assert len(lines) == 1 and "corrupt or truncated tar archive" in lines[0] and "<_io" not in lines[0], lines
+    assert summary_counts(err)[:3] == (1, 0, 1)
+    assert not (tmp_path / "out-000001.tar").exists()
 
 
 def test_a_missing_input_shard_gets_no_output(tmp_path, capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import shards
-from ..exceptions import OcrobinError, ShardError, UsageError
+from ..exceptions import ShardError, UsageError
 from ..imageio import decode_pages
 from ..infer import Binarizer
 from ..paths import check_no_clash, resolved
@@ -128,7 +129,6 @@ def _leftovers(out: str) -> list[Path]:
 
 
 def _keys_of(path: str) -> list[str]:
-    import tarfile
 
     keys: list[str] = []
     with tarfile.open(path) as tf:
@@ -143,7 +143,6 @@ def _keys_of(path: str) -> list[str]:
 def _tar_complete(url: str) -> bool:
     """Whether a local tar shard ends with its end-of-archive block: one cut at a member boundary reads
     as a shorter archive, without an error (other URLs cannot be checked and count as complete)."""
-    import tarfile
 
     if "://" in url or url.startswith("pipe:"):
         return True
@@ -157,6 +156,18 @@ def _tar_complete(url: str) -> bool:
             return tf.fileobj.read(tarfile.BLOCKSIZE) == bytes(tarfile.BLOCKSIZE)
     except (OSError, EOFError, tarfile.TarError):
         return False
+
+
+def read_error_text(url: str, exn: BaseException) -> str:
+    """What went wrong reading a shard, in words: tarfile's and webdataset's errors carry the open file
+    object and the name in their arguments, which say nothing to a reader."""
+    text = str(exn.args[0]) if exn.args and isinstance(exn.args[0], str) else str(exn)
+    text = text.split(" @ <", 1)[0]
+    if text.startswith(f"{url}: "):
+        text = text[len(url) + 2:]
+    if isinstance(exn, tarfile.ReadError) or "header" in text or "end of data" in text:
+        return f"corrupt or truncated tar archive ({text})"
+    return text
 
 
 def binarize_shards(
@@ -213,12 +224,10 @@ def binarize_shards(
         left = _leftovers(out)
         for tmp in left:
             tmp.unlink(missing_ok=True)
-        readable = True
+        read_errors: list[str] = []  # the shard is reported once, whatever number of errors its reader met
 
         def on_read_error(exn: Exception) -> bool:
-            nonlocal readable
-            readable = False
-            handler(url, exn if isinstance(exn, OcrobinError) else ShardError(f"{url}: {exn}"))
+            read_errors.append(read_error_text(url, exn))
             return True
 
         def tasks() -> Iterator[SampleTask]:
@@ -245,12 +254,13 @@ def binarize_shards(
         except BaseException as e:
             sink.abort(keep=isinstance(e, KeyboardInterrupt))  # the next run finds it and says it redid it
             raise
-        if readable and not _tar_complete(url):
-            readable = False
-            handler(url, ShardError(f"{url}: ends before its end-of-archive block (cut short)"))
-        if not readable:
+        if not read_errors and not _tar_complete(url):
+            read_errors.append("ends before its end-of-archive block (cut short)")
+        if read_errors:
             sink.abort()
-            handler(url, ShardError(f"{url}: could not be read to the end; {out} not written (a rerun redoes it)"))
+            msg = f"{url}: {read_errors[0]}; {out} not written (a rerun redoes it)"
+            handler(url, ShardError(msg))
+            row(input=url, output=out, status="failed", error=msg)
             return
         sink.close()
         summary.done += done
