@@ -490,7 +490,8 @@ def test_inverted_band_edges_fall_between_lines_of_text(page: np.ndarray) -> Non
         assert rows[edge] < 0.2 * rows[cut]
     (img_u, _), _, _ = with_and_without(page, "inverted_band", boxes=[[cut, 0, 40, 200]], dark=0.1, light=0.9,
                                         soft=0.0)
-    assert abs(int(np.nonzero(np.abs(img_u - img0).reshape(len(rows), -1).max(axis=1) > 60)[0].min()) - cut) <= 1
+    top_u = int(np.nonzero(np.abs(img_u - img0).reshape(len(rows), -1).max(axis=1) > 60)[0].min())
+    assert abs(top_u - cut) <= 3  # unsnapped: where drawn (a row or two around it may read as changed)
 
 
 def test_drawn_inverted_bands_are_snapped() -> None:

@@ -120,7 +120,8 @@ def test_read_shard_rows(inputs: Inputs) -> None:
     n = len(inputs.truncated)
     assert [r["kind"] for r in cut] == ["page"] * n + ["error", "end"]
     assert [r["key"] for r in cut[:n]] == inputs.truncated
-    assert cut[n]["key"] == "" and cut[n]["reason"].startswith(f"{url}: could not be read to the end (")
+    assert cut[n]["key"] == "" and cut[n]["reason"].startswith(f"{url}: corrupt or truncated tar archive (")
+    assert "<_io" not in cut[n]["reason"]
     assert cut[-1]["count"] == n + 1 and not cut[-1]["readable"], "a truncated shard must not count as complete"
 
 
@@ -159,7 +160,7 @@ def test_every_key_once_in_its_output_shard_as_the_local_engine(inputs: Inputs, 
     for i in (TRUNCATED, MISSING):
         url = str(src / f"in-{i:06d}.tar")
         assert gone[url].endswith(f"; {out / f'out-{i:06d}.tar'} not written (a rerun redoes it)")
-    assert "could not be read to the end" in gone[str(src / f"in-{TRUNCATED:06d}.tar")]
+    assert "corrupt or truncated tar archive" in gone[str(src / f"in-{TRUNCATED:06d}.tar")]
     assert "shard not found" in gone[str(src / f"in-{MISSING:06d}.tar")]
     # the truncated shard's pages are not done: its output is not written
     assert (summary.done, summary.failed, summary.skipped) == (7, 4, 0)
@@ -186,13 +187,20 @@ def test_every_key_once_in_its_output_shard_as_the_local_engine(inputs: Inputs, 
     assert _outputs(tmp_path, "loc") == outputs, "the engines wrote different bytes"
 
     def rows(path: Path) -> dict[tuple[str, str], dict[str, object]]:
-        return {(r["input"], r["key"]): dict(r, seconds=None, output=Path(r["output"]).name.replace("loc", "out"))
+        def name(out: str) -> str:
+            return Path(out).name.replace("loc", "out")
+
+        return {(r["input"], r["key"]): dict(r, seconds=None, output=name(r["output"]),
+                                             error=r["error"] and r["error"].replace(r["output"], name(r["output"])))
                 for r in read_report(path)}
 
     ray_rows = rows(tmp_path / "run.jsonl")
     assert len(read_report(tmp_path / "run.jsonl")) == len(ray_rows), "one row per sample"
     assert ray_rows == rows(tmp_path / "local.jsonl")
-    by = {k: r for (_, k), r in ray_rows.items()}
+    lost = {Path(i).name: r for (i, k), r in ray_rows.items() if k is None}  # one failed row per unreadable shard
+    assert sorted(lost) == [f"in-{i:06d}.tar" for i in (TRUNCATED, MISSING)]
+    assert {r["status"] for r in lost.values()} == {"failed"}
+    by = {k: r for (_, k), r in ray_rows.items() if k is not None}
     assert sorted(by) == sorted(_complete_keys())  # a shard not read to the end has no rows: none of it is done
     assert {k: r["status"] for k, r in by.items() if r["status"] != "done"} == {CORRUPT[1]: "failed",
                                                                                WRONG_KEY[1]: "failed"}
@@ -236,8 +244,10 @@ def test_rerun_skips_finished_shards(inputs: Inputs, tmp_path: Path, ray_session
     new = read_report(report)[rows:]
     assert sorted(r["key"] for r in new if r["status"] == "skipped") == sorted(
         f"s{s}p{k}" for s in (0, 2) for k in range(PER_SHARD))
-    assert sorted((r["key"], r["status"]) for r in new if r["status"] != "skipped") == sorted(
+    assert sorted((r["key"], r["status"]) for r in new if r["status"] != "skipped" and r["key"]) == sorted(
         [(WRONG_KEY[1], "failed"), ("s1p1", "done"), ("s1p2", "done")])
+    assert sorted(Path(r["input"]).name for r in new if r["key"] is None) == [  # the unreadable shards, again
+        f"in-{i:06d}.tar" for i in (TRUNCATED, MISSING)]
 
 
 def test_report_and_errors_file_are_never_input_shards(inputs: Inputs, tmp_path: Path) -> None:

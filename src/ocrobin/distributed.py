@@ -46,8 +46,8 @@ import numpy as np
 
 from . import shards
 from .batch import ERROR_KEY, Options, Report, Summary, error_message, plan_shards, run_sample
-from .batch.shards import SampleTask, _keys_of, _leftovers, sample_name
-from .exceptions import ClusterError, OcrobinError, ShardError, UsageError
+from .batch.shards import SampleTask, _keys_of, _leftovers, read_error_text, sample_name
+from .exceptions import ClusterError, ShardError, UsageError
 from .imageio import atomic_path
 from .infer import DEFAULT_OVERLAP, Binarizer, load
 from .modelfile import ModelInfo
@@ -154,10 +154,7 @@ def _shard_rows(item: dict[str, Any], input_key: str) -> Iterator[dict[str, Any]
             yield _row(index, seq, _PAGE, key=key, ext=found, data=sample[found])
         seq += 1
     if problems:  # any read error means samples may be missing: the shard is not complete
-        first = problems[0]
-        detail = str(first) if isinstance(first, OcrobinError) else f"{type(first).__name__}: {first}"
-        detail = detail.removeprefix(f"{url}: ")
-        yield _row(index, seq, _ERROR, reason=f"{url}: could not be read to the end ({detail})")
+        yield _row(index, seq, _ERROR, reason=f"{url}: {read_error_text(url, problems[0])}")  # as the local engine
         seq += 1
     yield _row(index, seq, _END, count=seq, readable=not problems)
 
@@ -827,7 +824,8 @@ def _finish_shard(shard: _Shard, pattern: str, errors_file: Path, summary: Summa
     """Record a complete shard: its errors first, then its output shard (atomically) if it was read to the end."""
     if shard.problems:
         shard.readable = False
-    gone = [f"{p}; {shard.out} not written (a rerun redoes it)" for p in shard.problems]
+    # one failure per unreadable shard, as in the local engine
+    gone = [f"{p}; {shard.out} not written (a rerun redoes it)" for p in shard.problems[:1]]
     if not shard.readable and not gone:
         gone = [f"{shard.url}: could not be read to the end; {shard.out} not written (a rerun redoes it)"]
     rows = [{"shard": shard.url, "key": key, "reason": reason} for _, key, reason in sorted(shard.errors)]
@@ -838,6 +836,8 @@ def _finish_shard(shard: _Shard, pattern: str, errors_file: Path, summary: Summa
     for reason in gone:
         summary.failed += 1
         summary.errors.append((shard.url, reason))
+        if report is not None:
+            report.row(input=shard.url, output=shard.out, status="failed", error=reason)
     if shard.readable:
         with shards.ShardSink(pattern, maxcount=1 << 62, start=shard.index) as sink:
             for _, sample in sorted(shard.samples, key=lambda s: s[0]):
