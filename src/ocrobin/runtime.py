@@ -11,9 +11,9 @@ heap (mapping and unmapping those costs a third more time per page, measured on 
 
 Worker processes are forked from a *fork server*, a process that has imported torch and the batch code
 once and never ran a torch operation (forking a process whose thread pools have started is unsafe, which
-is why workers were spawned before). Spawned workers each import torch afresh, about a second per process
-after this one has done the same; workers forked from a server started as the command begins are ready
-when this process is.
+is why they are not forked from this one). Spawned workers would each import torch afresh, about a second
+per process after this one has done the same; workers forked from a server started as the command begins
+are ready when this process is.
 """
 
 from __future__ import annotations

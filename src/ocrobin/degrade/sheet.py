@@ -38,8 +38,9 @@ def quiet_line(profile: np.ndarray, at: int, reach: int) -> int:
 
 
 def snap_box(alpha: np.ndarray, box: list[int]) -> list[int]:
-    """A band's box with its two long edges moved to the quietest rows (or columns) within a third of its
-    width, as a reverse-printed bar is set around its own lines instead of cutting through the text."""
+    """A band's box with its two long edges moved to the quietest rows (columns, for a band down the page)
+    within a third of its height (width), as a reverse-printed bar is set around its own lines instead of
+    cutting through the text."""
     y0, x0, bh, bw = box
     h, w = alpha.shape
     if bw >= w:  # across the page: move the top and bottom edges
