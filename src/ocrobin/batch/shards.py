@@ -12,8 +12,9 @@ import os
 import socket
 import tarfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,12 @@ def run_sample(binarizer: Binarizer, task: SampleTask) -> tuple[dict[str, Any], 
            "ink_fraction": round(r.ink_fraction, 6), "polarity": r.polarity, "confidence": round(r.confidence, 4),
            "flags": r.flags}
     return out, row, None
+
+
+def _run_indexed(binarizer: Binarizer, item: tuple[int, SampleTask]
+                 ) -> tuple[dict[str, Any], dict[str, Any], Exception | None]:
+    """:func:`run_sample` on a (shard index, task) pair: the index tells the results of shards apart."""
+    return run_sample(binarizer, item[1])
 
 
 def binarize_sample(binarizer: Binarizer, sample: dict[str, Any], input_key: str = shards.GRAY_KEY,
@@ -220,72 +227,110 @@ def binarize_shards(
         for k in keys:
             row(input=url, key=k, output=f"{out}:{k}", status="skipped")
 
-    def one_shard(runner: Runner, i: int, url: str, out: str) -> None:
-        left = _leftovers(out)
-        for tmp in left:
-            tmp.unlink(missing_ok=True)
-        read_errors: list[str] = []  # the shard is reported once, whatever number of errors its reader met
+    @dataclass
+    class Open:
+        """A shard on its way: read by the task generator, written as its results come back in order."""
 
-        def on_read_error(exn: Exception) -> bool:
-            read_errors.append(read_error_text(url, exn))
-            return True
+        i: int
+        url: str
+        out: str
+        claimed: bool = False
+        skipped: bool = False  # nothing to do but its skipped rows, in their place among the others
+        sink: Any = None
+        left: list[Path] = field(default_factory=list)
+        read_errors: list[str] = field(default_factory=list)
+        n: int = 0
+        done: int = 0
+        pixels: int = 0
+        rows: list[dict[str, Any]] = field(default_factory=list)  # reported once written: an unfinished shard has none
 
-        def tasks() -> Iterator[SampleTask]:
+    def tasks(todo: Iterable[tuple[int, str, str, bool]], opened: deque[Open],
+              deferred: list[tuple[int, str, str]]) -> Iterator[tuple[int, SampleTask]]:
+        """The samples of every shard to do, one shard after the other, so the workers go from one shard
+        straight on to the next; each shard is skipped, put off (claimed by another run) or opened (claimed,
+        leftovers of an interrupted run removed, a temporary output started) just before its samples."""
+        for i, url, out, claimed in todo:
+            if not overwrite and os.path.exists(out):
+                opened.append(Open(i, url, out, skipped=True))
+                continue
+            if not claimed and owned is not None and not owned.claim(str(resolved(out))):
+                deferred.append((i, url, out))
+                continue
+            st = Open(i, url, out, claimed=owned is not None, left=_leftovers(out))
+            opened.append(st)
+            for tmp in st.left:
+                tmp.unlink(missing_ok=True)
+            st.sink = shards.ShardSink(output_pattern, maxcount=1 << 62, start=i)
+            st.sink.open()
+
+            def on_read_error(exn: Exception, st: Open = st) -> bool:
+                st.read_errors.append(read_error_text(st.url, exn))  # the shard is reported once
+                return True
+
             for sample in shards.iter_samples([url], handler=on_read_error):
-                yield SampleTask(sample, input_key, opts)
+                yield i, SampleTask(sample, input_key, opts)
 
-        sink = shards.ShardSink(output_pattern, maxcount=1 << 62, start=i)
-        n = done = pixels = 0
-        rows: list[dict[str, Any]] = []  # reported once the shard is written: an unfinished one has no pages
+    def finish(st: Open) -> None:
+        """Write a shard whose samples are all back (or report it unreadable), then let go of its claim."""
         try:
-            sink.open()
-            for _, (out_sample, r, err) in runner.map(run_sample, tasks()):
-                sink.write(out_sample)
-                n += 1
+            if st.skipped:
+                skip(st.url, st.out)
+                return
+            if not st.read_errors and not _tar_complete(st.url):
+                st.read_errors.append("ends before its end-of-archive block (cut short)")
+            if st.read_errors:
+                st.sink.abort()
+                msg = f"{st.url}: {st.read_errors[0]}; {st.out} not written (a rerun redoes it)"
+                handler(st.url, ShardError(msg))
+                row(input=st.url, output=st.out, status="failed", error=msg)
+                return
+            st.sink.close()
+            summary.done += st.done
+            summary.pixels += st.pixels
+            for r in st.rows:
+                row(**r)
+            if st.left:
+                summary.redone += st.n
+        finally:
+            if st.claimed and owned is not None:
+                owned.release(str(resolved(st.out)))
+
+    def run_shards(runner: Runner, todo: Iterable[tuple[int, str, str, bool]],
+                   deferred: list[tuple[int, str, str]]) -> None:
+        """Binarize ``todo`` (index, url, output, already claimed) as one stream of samples."""
+        opened: deque[Open] = deque()
+        try:
+            for (i, _), (out_sample, r, err) in runner.map(_run_indexed, tasks(todo, opened, deferred)):
+                while opened[0].i != i:  # every result of the shards before this one is in
+                    finish(opened.popleft())
+                st = opened[0]
+                st.sink.write(out_sample)
+                st.n += 1
                 if err is None:
-                    done += 1
-                    pixels += int(r["width"] * r["height"])
+                    st.done += 1
+                    st.pixels += int(r["width"] * r["height"])
                 else:
-                    handler(sample_name(url, {"__key__": r["key"]}), err)
-                r["output"] = f"{out}:{r['key']}"
-                rows.append(r)
+                    handler(sample_name(st.url, {"__key__": r["key"]}), err)
+                r["output"] = f"{st.out}:{r['key']}"
+                st.rows.append(r)
                 if bar is not None:
                     bar.update(1)
+            while opened:
+                finish(opened.popleft())
         except BaseException as e:
-            sink.abort(keep=isinstance(e, KeyboardInterrupt))  # the next run finds it and says it redid it
+            for st in opened:  # the next run finds an interrupted one's temporary file and says it redid it
+                if st.sink is not None:
+                    st.sink.abort(keep=isinstance(e, KeyboardInterrupt))
+                if st.claimed and owned is not None:
+                    owned.release(str(resolved(st.out)))
             raise
-        if not read_errors and not _tar_complete(url):
-            read_errors.append("ends before its end-of-archive block (cut short)")
-        if read_errors:
-            sink.abort()
-            msg = f"{url}: {read_errors[0]}; {out} not written (a rerun redoes it)"
-            handler(url, ShardError(msg))
-            row(input=url, output=out, status="failed", error=msg)
-            return
-        sink.close()
-        summary.done += done
-        summary.pixels += pixels
-        for r in rows:
-            row(**r)
-        if left:
-            summary.redone += n
 
     deferred: list[tuple[int, str, str]] = []
     runner = Runner(binarizer, spec, workers)
     try:
         with runner:
-            for i, (url, out) in enumerate(zip(urls, outs, strict=True)):
-                if not overwrite and os.path.exists(out):
-                    skip(url, out)
-                    continue
-                if owned is not None and not owned.claim(str(resolved(out))):
-                    deferred.append((i, url, out))
-                    continue
-                try:
-                    one_shard(runner, i, url, out)
-                finally:
-                    if owned is not None:
-                        owned.release(str(resolved(out)))
+            run_shards(runner, ((i, url, out, False) for i, (url, out) in enumerate(zip(urls, outs, strict=True))),
+                       deferred)
             while deferred:
                 assert owned is not None
                 for item in list(deferred):
@@ -300,16 +345,10 @@ def binarize_shards(
                                 row(input=url, key=k, output=f"{out}:{k}", status="elsewhere")
                         elif owned.claim(key):
                             deferred.remove(item)
-                            try:
-                                one_shard(runner, i, url, out)
-                            finally:
-                                owned.release(key)
+                            run_shards(runner, [(i, url, out, True)], [])
                     elif owned.stale(key) and owned.claim(key):
                         deferred.remove(item)
-                        try:
-                            one_shard(runner, i, url, out)
-                        finally:
-                            owned.release(key)
+                        run_shards(runner, [(i, url, out, True)], [])
                 if deferred:
                     time.sleep(0.5)
     finally:
