@@ -136,7 +136,6 @@ def _leftovers(out: str) -> list[Path]:
 
 
 def _keys_of(path: str) -> list[str]:
-
     keys: list[str] = []
     with tarfile.open(path) as tf:
         for m in tf:
@@ -150,7 +149,6 @@ def _keys_of(path: str) -> list[str]:
 def _tar_complete(url: str) -> bool:
     """Whether a local tar shard ends with its end-of-archive block: one cut at a member boundary reads
     as a shorter archive, without an error (other URLs cannot be checked and count as complete)."""
-
     if "://" in url or url.startswith("pipe:"):
         return True
     try:
@@ -270,6 +268,10 @@ def binarize_shards(
             for sample in shards.iter_samples([url], handler=on_read_error):
                 yield i, SampleTask(sample, input_key, opts)
 
+    def let_go(st: Open) -> None:
+        if st.claimed and owned is not None:
+            owned.release(str(resolved(st.out)))
+
     def finish(st: Open) -> None:
         """Write a shard whose samples are all back (or report it unreadable), then let go of its claim."""
         try:
@@ -292,8 +294,7 @@ def binarize_shards(
             if st.left:
                 summary.redone += st.n
         finally:
-            if st.claimed and owned is not None:
-                owned.release(str(resolved(st.out)))
+            let_go(st)
 
     def run_shards(runner: Runner, todo: Iterable[tuple[int, str, str, bool]],
                    deferred: list[tuple[int, str, str]]) -> None:
@@ -321,8 +322,7 @@ def binarize_shards(
             for st in opened:  # the next run finds an interrupted one's temporary file and says it redid it
                 if st.sink is not None:
                     st.sink.abort(keep=isinstance(e, KeyboardInterrupt))
-                if st.claimed and owned is not None:
-                    owned.release(str(resolved(st.out)))
+                let_go(st)
             raise
 
     deferred: list[tuple[int, str, str]] = []
