@@ -63,3 +63,41 @@ def test_workers_fork_from_a_server_that_preloaded_the_batch_code() -> None:
     from multiprocessing import forkserver
 
     assert list(WORKER_MODULES) == forkserver._forkserver._preload_modules  # what the server imports first
+
+
+def test_the_command_ends_at_once_with_everything_written(tmp_path: Path) -> None:
+    """Run as a command, binarize skips the interpreter's teardown: outputs, report rows, the summary line and
+    the exit status are all there, and multiprocessing's exit handlers still ran (no leaked semaphores)."""
+    import json
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        page = np.full((60, 90), 220, np.uint8)
+        page[20:40, 10 + 20 * i:25 + 20 * i] = 30
+        Image.fromarray(page).save(src / f"p{i}.png")
+    (src / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out, report = tmp_path / "out", tmp_path / "run.jsonl"
+    r = subprocess.run([sys.executable, "-W", "always", "-m", "ocrobin", "binarize", str(src), "-o", str(out),
+                        "--workers", "2", "--threads", "1", "--no-progress", "--report", str(report)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr  # one page failed
+    assert "done 3, skipped 0, failed 1" in r.stderr
+    assert "leaked" not in r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["p0.bin.png", "p1.bin.png", "p2.bin.png"]
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert sorted(row["status"] for row in rows) == ["done", "done", "done", "failed"]
+
+
+def test_the_command_line_is_parsed_before_anything_heavy_is_imported() -> None:
+    """The fork server starts right after parsing; numpy, Pillow or torch imported by then delay every run."""
+    import subprocess
+
+    probe = ("import sys; from ocrobin.cli import build_parser; build_parser().parse_args(['binarize', 'x.png', '-o', 'out']); "
+             "print(sorted(m for m in ('numpy', 'PIL', 'torch', 'scipy') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"

@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import fields
 
 #: Environment variable read when ``--token`` is not given (keeps the token out of the process list).
 TOKEN_ENV = "OCROBIN_SERVE_TOKEN"
@@ -13,9 +14,11 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    from types import SimpleNamespace
+
     from ..serve.limits import Limits
 
-    d = Limits()
+    d = SimpleNamespace(**{f.name: f.default for f in fields(Limits)})  # the defaults, without checking them
     p = sub.add_parser(
         name,
         help="serve the binarizer over HTTP, with a browser page to try it",

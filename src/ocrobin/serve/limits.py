@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..exceptions import InputError, PageTooLargeError, UsageError
-from ..imageio import MAX_PIXELS, header_size
 from .errors import ApiError
 
 #: The name an upload goes by in error messages (a client's file name is never used).
@@ -41,6 +40,8 @@ class Limits:
     timeout: float = 120.0
 
     def __post_init__(self) -> None:
+        from ..imageio import MAX_PIXELS  # here, not at the top: the command line builds a Limits for its help
+
         if self.max_bytes < 1:
             raise UsageError("--max-mb must be above 0")
         if not 1 <= self.max_pixels <= MAX_PIXELS:
@@ -64,6 +65,8 @@ def check_pixels(data: bytes, max_pixels: int) -> tuple[int, int]:
     Raises:
         ApiError: 413 for a page over the limit, 400 for data that is not an image.
     """
+    from ..imageio import header_size
+
     if not data:
         raise ApiError(400, "empty body: send the image as the request body or as the multipart field 'file'")
     try:
