@@ -82,39 +82,3 @@ def test_every_page_trims_once_it_is_encoded(monkeypatch: pytest.MonkeyPatch) ->
     for shard in (False, True):
         page_mod.binarize_page(b, Page(np.full((40, 60), 200, np.uint8), None), Options(), shard=shard)
     assert len(calls) == 2
-
-
-def test_huge_pages_follow_the_kernel_setting(tmp_path) -> None:  # noqa: ANN001
-    from ocrobin.runtime import huge_pages_possible
-
-    setting = tmp_path / "enabled"
-    for text, possible in (("always [madvise] never\n", True), ("[always] madvise never\n", True),
-                           ("always madvise [never]\n", False)):
-        setting.write_text(text)
-        assert huge_pages_possible(str(setting)) is possible
-    assert not huge_pages_possible(str(tmp_path / "absent"))
-
-
-THP_PROBE = r"""
-import os, subprocess, sys
-from ocrobin import runtime
-runtime.release_freed_memory()
-print(os.environ.get("THP_MEM_ALLOC_ENABLE"), runtime.huge_pages_possible())
-child = "import os; print(os.environ.get('THP_MEM_ALLOC_ENABLE'))"  # what a worker process inherits
-print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True).stdout.strip())
-"""
-
-
-@pytest.mark.parametrize("preset", [None, "0"])
-def test_torch_is_asked_for_huge_pages_where_the_kernel_grants_them(preset: str | None) -> None:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
-    if preset is not None:
-        env["THP_MEM_ALLOC_ENABLE"] = preset  # the user's own choice is kept
-    out = subprocess.run([sys.executable, "-c", THP_PROBE], capture_output=True, text=True, check=True,
-                         env=env).stdout.split()
-    value, possible, inherited = out
-    expected = preset if preset is not None else ("1" if possible == "True" else "None")
-    assert value == expected
-    assert inherited == expected

@@ -97,7 +97,8 @@ def test_the_command_line_is_parsed_before_anything_heavy_is_imported() -> None:
     """The fork server starts right after parsing; numpy, Pillow or torch imported by then delay every run."""
     import subprocess
 
-    probe = ("import sys; from ocrobin.cli import build_parser; build_parser().parse_args(['binarize', 'x.png', '-o', 'out']); "
+    probe = ("import sys; from ocrobin.cli import build_parser; "
+             "build_parser().parse_args(['binarize', 'x.png', '-o', 'out']); "
              "print(sorted(m for m in ('numpy', 'PIL', 'torch', 'scipy') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"

@@ -7,10 +7,7 @@ heap, which it seldom gives back. A huge page's buffers are such blocks, so the 
 would creep up by a page's worth of memory or more. Fixing the threshold at 4 MiB keeps page-sized
 buffers mapped (returned the moment they are freed) while a tile's smaller blocks are reused from the
 heap (mapping and unmapping those costs a third more time per page, measured on 2–10 MP pages), and
-``malloc_trim`` between pages hands back what a page left in the heap. A freshly mapped block is faulted
-in page by page, though, and at 4 KiB a page that cost a tenth of a 2–10 MP page's time; PyTorch's own
-switch (``THP_MEM_ALLOC_ENABLE``) aligns its large tensors to 2 MiB and asks the kernel for transparent huge
-pages there, 512 times fewer faults, which wins that time back without holding more memory.
+``malloc_trim`` between pages hands back what a page left in the heap.
 
 Worker processes are forked from a *fork server*, a process that has imported torch and the batch code
 once and never ran a torch operation (forking a process whose thread pools have started is unsafe, which
@@ -27,9 +24,6 @@ import multiprocessing
 import os
 import sys
 from typing import Any
-
-#: The kernel's transparent huge page setting ("[madvise]" or "[always]" where a process may ask for them).
-THP_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
 
 #: ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (glibc's malloc.h).
 _M_MMAP_THRESHOLD = -3
@@ -54,27 +48,11 @@ def _glibc() -> Any:
     return libc
 
 
-def huge_pages_possible(setting: str = THP_SETTING) -> bool:
-    """True where the kernel grants transparent huge pages to a process that asks (madvise) for them."""
-    try:
-        with open(setting) as f:
-            return "[never]" not in f.read()
-    except OSError:
-        return False
-
-
 def release_freed_memory() -> bool:
-    """Fix glibc's mmap threshold (once per process); False where the C library is not glibc.
-
-    Also asks PyTorch for huge pages under its large tensors (``THP_MEM_ALLOC_ENABLE``, unless set
-    already), which PyTorch reads at its first allocation: call this before torch runs anything; the
-    setting is inherited by the worker processes started afterwards.
-    """
+    """Fix glibc's mmap threshold (once per process); False where the C library is not glibc."""
     global _done
     if _done:
         return True
-    if huge_pages_possible():
-        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     threshold = int(os.environ.get("OCROBIN_MMAP_THRESHOLD", MMAP_THRESHOLD))
     libc = _glibc() if threshold > 0 else None
     _done = bool(libc is not None and libc.mallopt(_M_MMAP_THRESHOLD, threshold))
