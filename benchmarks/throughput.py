@@ -3,7 +3,8 @@
 1. ``folder``: a folder of synthetic pages of 2–10 MP. The model's compute-only MP/s (``Binarizer.run`` on
    pages already in memory, ``--threads`` threads, one process) against the whole command's MP/s (read,
    polarity, model, encode, write) with 1 worker × ``--threads`` threads and with ``--threads`` workers × 1
-   thread: the whole command should reach 90 % of the compute-only figure. All of them run in turn,
+   thread, and the same pages packed as shards (``--shards K`` pages each) with ``--threads`` workers:
+   the whole command should reach 90 % of the compute-only figure. All of them run in turn,
    ``--repeats`` rounds; each round's ratios are printed, and the best times are compared.
 2. ``tiles``: one page of ``--page-size`` run untiled and tiled with each ``--tiles SIDE/OVERLAP``, the
    configurations in turn, best of ``--repeats``: s/MP relative to untiled, and the share of pixels equal
@@ -22,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -48,6 +50,17 @@ def make_folder(folder: str, pages: int, seed: int = 0) -> list[str]:
     return paths
 
 
+def pack_shards(paths: list[str], folder: str, per_shard: int = 10) -> str:
+    """The pages as ``gray.png`` samples in shards of ``per_shard``; returns their brace pattern."""
+    os.makedirs(folder, exist_ok=True)
+    n = (len(paths) + per_shard - 1) // per_shard
+    for i in range(n):
+        with tarfile.open(os.path.join(folder, f"pages-{i:06d}.tar"), "w") as tar:
+            for p in paths[i * per_shard:(i + 1) * per_shard]:
+                tar.add(p, arcname=os.path.basename(p)[:-len(".png")] + ".gray.png")
+    return os.path.join(folder, f"pages-{{{0:06d}..{n - 1:06d}}}.tar")
+
+
 def folder(args: argparse.Namespace) -> None:
     from ocrobin.imageio import iter_pages
     from ocrobin.infer import Binarizer
@@ -61,38 +74,47 @@ def folder(args: argparse.Namespace) -> None:
         mp = sum(p.size for p in pages) / 1e6
         b.run(pages[0][:512, :512])
         exe = os.path.join(os.path.dirname(sys.executable), "ocrobin")
-        configs = ((1, args.threads), (args.threads, 1))
-        best = {"compute": float("inf"), **{c: float("inf") for c in configs}}
+        configs: list[tuple[int, int, bool]] = [(1, args.threads, False), (args.threads, 1, False)]
+        shards = None
+        if args.shards:
+            shards = pack_shards(paths, os.path.join(tmp, "shards"), args.shards)
+            configs.append((args.threads, 1, True))
+        best: dict[object, float] = {"compute": float("inf"), **{c: float("inf") for c in configs}}
         print(f"{len(paths)} pages, {mp:.0f} MP; {args.repeats} rounds, each: compute only, then the command "
               f"with each configuration (a slow spell of the machine hits all of them)")
         for rnd in range(args.repeats):
             t = time.perf_counter()
             for p in pages:
                 b.run(p)
-            times = {"compute": time.perf_counter() - t}
-            for workers, threads in configs:
-                out = os.path.join(tmp, f"out-{workers}-{rnd}")
-                cmd = [exe, "binarize", src, "-o", out, "--workers", str(workers), "--threads", str(threads),
-                       "--no-progress"]
+            times: dict[object, float] = {"compute": time.perf_counter() - t}
+            for workers, threads, sharded in configs:
+                out = os.path.join(tmp, f"out-{workers}-{int(sharded)}-{rnd}")
+                what = ["--shards", shards, "-o", os.path.join(out, "out-%06d.tar")] if sharded else [src, "-o", out]
+                cmd = [exe, "binarize", *what, "--workers", str(workers), "--threads", str(threads), "--no-progress"]
                 if args.model:
                     cmd += ["-m", args.model]
+                os.makedirs(out, exist_ok=True)
                 t = time.perf_counter()
                 r = subprocess.run(cmd, capture_output=True, text=True)
-                times[(workers, threads)] = time.perf_counter() - t
+                times[(workers, threads, sharded)] = time.perf_counter() - t
                 if r.returncode:
                     sys.stderr.write(r.stderr)
                 shutil.rmtree(out, ignore_errors=True)
             print(f"round {rnd + 1}: compute only {mp / times['compute']:.2f} MP/s; " + "; ".join(
-                f"{w} worker(s) x {th} thread(s) {100 * times['compute'] / times[(w, th)]:.0f} %"
-                for w, th in configs))
+                f"{name(*c)} {100 * times['compute'] / times[c]:.0f} %" for c in configs))
             for k, v in times.items():
                 best[k] = min(best[k], v)
         compute = mp / best["compute"]
         print(f"best: model compute only ({args.threads} threads): {compute:.2f} MP/s")
-        for workers, threads in configs:
-            dt = best[(workers, threads)]
-            print(f"best: ocrobin binarize --workers {workers} --threads {threads}: {mp / dt:.2f} MP/s "
+        for c in configs:
+            dt = best[c]
+            print(f"best: ocrobin binarize {name(*c)}: {mp / dt:.2f} MP/s "
                   f"({dt:.1f} s, process start included) = {100 * mp / dt / compute:.0f} % of compute only")
+
+
+def name(workers: int, threads: int, sharded: bool) -> str:
+    """How a configuration is printed."""
+    return f"{'--shards ' if sharded else ''}--workers {workers} --threads {threads}"
 
 
 def tiles(args: argparse.Namespace) -> None:
@@ -133,6 +155,8 @@ def main() -> None:
     f.add_argument("--pages", type=int, default=50)
     f.add_argument("--keep", default=None, metavar="DIR", help="keep the generated pages here")
     f.add_argument("--repeats", type=int, default=3, help="rounds (default 3); the best of each is compared")
+    f.add_argument("--shards", type=int, default=10, metavar="K",
+                   help="also run the pages packed as shards of K (default 10; 0: not)")
     t = sub.add_parser("tiles")
     t.add_argument("--page-size", default="3560x2670", help="WxH (default 3560x2670, 9.5 MP)")
     t.add_argument("--tiles", default="2048/128,2048/64,2560/64,3072/64", help="SIDE/OVERLAP,...")

@@ -1,3 +1,5 @@
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -194,3 +196,27 @@ def test_tiff_page_without_resolution_has_no_dpi(tmp_path):
     Image.new("L", (5, 5)).save(tmp_path / "s.tif")
     assert [pg.dpi for pg in iter_pages(p)] == [None, pytest.approx((200, 200)), None]
     assert next(iter_pages(tmp_path / "s.tif")).dpi is None
+
+
+def test_two_level_pages_are_run_length_coded_and_read_back_unchanged():
+    """1-bit pages and the shards' 8-bit 0/255 ``bin.png`` use zlib's run-length strategy: same pixels, same
+    mode, smaller than the plain 8-bit PNG of the same page."""
+    import zlib
+
+    from ocrobin.imageio import PNG_RLE, encode_image
+
+    assert PNG_RLE == zlib.Z_RLE
+    rng = np.random.default_rng(3)
+    ink = np.ones((300, 400), bool)
+    for _ in range(150):  # strokes
+        y, x = rng.integers(0, 290), rng.integers(0, 360)
+        ink[y:y + rng.integers(2, 10), x:x + rng.integers(5, 40)] = False
+    grey = Image.fromarray((ink * 255).astype(np.uint8), "L")
+    rle = encode_image(grey, "png", two_level=True)
+    plain = encode_image(grey, "png")
+    assert len(rle) < len(plain)
+    back = Image.open(io.BytesIO(rle))
+    assert back.mode == "L"
+    assert np.array_equal(np.asarray(back), np.asarray(grey))
+    one = Image.open(io.BytesIO(encode_image(grey.convert("1"), "png")))
+    assert one.mode == "1" and np.array_equal(np.asarray(one.convert("L")), np.asarray(grey))

@@ -47,7 +47,7 @@ def encode_prob(result: PageResult, dpi: tuple[float, float] | None = None) -> b
 def encode_training(result: PageResult) -> bytes:
     """The 1-bit page as an 8-bit PNG holding 0 (ink) and 255 (paper): the shards' ``bin.png``."""
     img = binary_image(result).convert("L")
-    return encode_image(img, "png", None)
+    return encode_image(img, "png", None, two_level=True)
 
 
 def binarize_page(binarizer: Binarizer, page: Page, opts: Options, shard: bool = False) -> Encoded:
