@@ -10,10 +10,13 @@
    configurations in turn, best of ``--repeats``: s/MP relative to untiled, and the share of pixels equal
    to the untiled result. The allocator is set up as in the command (``--glibc-malloc``: left as glibc has
    it, which favours the untiled pass: its large blocks are reused instead of mapped afresh).
+3. ``gpu``: the folder's pages on a CUDA device: the model alone (batched tiles) in pages/s and MP/s, its
+   peak device memory, agreement with the CPU result, and the whole ``ocrobin binarize --device cuda``.
 
     .venv/bin/python benchmarks/throughput.py folder --pages 50 --threads 2
     .venv/bin/python benchmarks/throughput.py tiles --page-size 3560x2670 --tiles 2048/128,2560/64,3072/64
     .venv/bin/python benchmarks/throughput.py tiles --glibc-malloc   # glibc's own allocator settings
+    .venv/bin/python benchmarks/throughput.py gpu --pages 50       # on a machine with a CUDA device
 """
 
 from __future__ import annotations
@@ -148,6 +151,47 @@ def tiles(args: argparse.Namespace) -> None:
               f"{100 * (m == ref).mean():.4f} % of pixels equal")
 
 
+def gpu(args: argparse.Namespace) -> None:
+    """Pages/s on a CUDA device: the model alone and the whole command, and agreement with the CPU."""
+    from ocrobin.imageio import iter_pages
+    from ocrobin.infer import Binarizer
+
+    if not torch.cuda.is_available():
+        print("no CUDA device here: nothing measured (tests/test_infer.py's CUDA test skips too)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        src = args.keep or os.path.join(tmp, "pages")
+        paths = make_folder(src, args.pages)
+        pages = [next(iter_pages(p)).data for p in paths]
+        mp = sum(p.size for p in pages) / 1e6
+        torch.set_num_threads(args.threads)
+        cuda = Binarizer(args.model, device="cuda")
+        cuda.run(pages[0])  # kernels chosen, memory pooled
+        torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        results = [cuda.run(p) for p in pages]
+        dt = time.perf_counter() - t  # run() hands back host arrays: the device is done
+        print(f"{torch.cuda.get_device_name()}: {len(pages)} pages, {mp:.0f} MP; model alone (tiles of "
+              f"{cuda.tile} px, {cuda.batch_tiles} per batch): {len(pages) / dt:.2f} pages/s, {mp / dt:.1f} MP/s; "
+              f"peak device memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+        cpu = Binarizer(args.model)
+        equal = [(cpu.run(pages[i]).ink_mask() == results[i].ink_mask()).mean() for i in range(min(3, len(pages)))]
+        print(f"pixels equal to the CPU result: {', '.join(f'{100 * e:.3f} %' for e in equal)} (first pages)")
+        del pages, results
+        exe = os.path.join(os.path.dirname(sys.executable), "ocrobin")
+        cmd = [exe, "binarize", src, "-o", os.path.join(tmp, "out"), "--device", "cuda", "--no-progress"]
+        if args.model:
+            cmd += ["-m", args.model]
+        t = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        dt = time.perf_counter() - t
+        if r.returncode:
+            sys.stderr.write(r.stderr)
+            sys.exit(f"ocrobin binarize --device cuda failed (exit status {r.returncode})")
+        print(f"ocrobin binarize --device cuda: {len(paths) / dt:.2f} pages/s, {mp / dt:.1f} MP/s ({dt:.1f} s, "
+              "process start included)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="what", required=True)
@@ -157,17 +201,20 @@ def main() -> None:
     f.add_argument("--repeats", type=int, default=3, help="rounds (default 3); the best of each is compared")
     f.add_argument("--shards", type=int, default=10, metavar="K",
                    help="also run the pages packed as shards of K (default 10; 0: not)")
+    g = sub.add_parser("gpu", help="pages/s on a CUDA device (prints that there is none where there is none)")
+    g.add_argument("--pages", type=int, default=50)
+    g.add_argument("--keep", default=None, metavar="DIR", help="keep the generated pages here")
     t = sub.add_parser("tiles")
     t.add_argument("--page-size", default="3560x2670", help="WxH (default 3560x2670, 9.5 MP)")
     t.add_argument("--tiles", default="2048/128,2048/64,2560/64,3072/64", help="SIDE/OVERLAP,...")
     t.add_argument("--repeats", type=int, default=5)
     t.add_argument("--glibc-malloc", action="store_true",
                    help="keep glibc's adaptive mmap threshold instead of the command's fixed one")
-    for p in (f, t):
+    for p in (f, g, t):
         p.add_argument("-m", "--model", default=None)
         p.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    folder(args) if args.what == "folder" else tiles(args)
+    {"folder": folder, "gpu": gpu, "tiles": tiles}[args.what](args)
 
 
 if __name__ == "__main__":
