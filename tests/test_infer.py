@@ -181,3 +181,42 @@ def test_gpu_batches_agree_with_the_cpu():
     cpu = Binarizer(polarity="normal").run(page)
     gpu = Binarizer(device="cuda", polarity="normal").run(page)
     assert (gpu.ink_mask() == cpu.ink_mask()).mean() > 0.999
+
+
+@pytest.mark.parametrize("tile", [None, 256])
+@pytest.mark.parametrize("polarity", ["inverted", "auto"])
+def test_the_callers_page_is_never_changed(polarity, tile):
+    """The network's input is inverted and normalised in place: a float32 or read-only page must be copied
+    first, or overlapping tiles read rows already inverted (and the caller gets its page back changed)."""
+    import warnings
+
+    from .conftest import text_page
+
+    upright = text_page(400, 250, 5)
+    noise = np.random.default_rng(1).random(upright.shape, dtype=np.float32) * 0.05
+    page = upright.astype(np.float32) / 255.0 * 0.95 + noise  # values whose 1 − (1 − v) is not v again
+    if polarity == "inverted":
+        page = 1.0 - page  # a negative
+    else:
+        page[60:200, 20:230] = 1.0 - page[60:200, 20:230]  # a reverse-printed band
+    before = page.copy()
+    b = Binarizer(tile=tile, overlap=64, polarity=polarity)  # 256: tiles as wide as the page's rows
+    got = b.run(page)
+    assert np.array_equal(page, before)
+    ref = b.run(page.astype(np.float64))  # converted, so never shared with the network's input
+    assert np.array_equal(got.ink_mask(), ref.ink_mask())
+    frozen = before.copy()
+    frozen.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyTorch warns about tensors made from read-only arrays
+        again = b.run(frozen)
+    assert np.array_equal(again.ink_mask(), ref.ink_mask())
+
+
+def test_a_float_negative_is_left_as_it_was():
+    rng = np.random.default_rng(0)
+    page = (rng.random((300, 400)) * 0.2 + 0.7).astype(np.float32)
+    page[100:120, 50:300] = 0.1
+    before = page.copy()
+    Binarizer(polarity="inverted").run(page)
+    assert np.array_equal(page, before)

@@ -338,7 +338,10 @@ class Binarizer:
         ``halo`` = (rows above, rows below) of ``a`` that only give the polarity's neighbourhood test its
         context; they are dropped from the result.
         """
-        x = torch.from_numpy(np.ascontiguousarray(a)).to(self.device).float()
+        src = np.ascontiguousarray(a)
+        if src.dtype == np.float32 or not src.flags.writeable:
+            src = src.copy()  # the steps below work in place: never on the caller's page (or a read-only one)
+        x = torch.from_numpy(src).to(self.device).float()
         if plan.scale != 1.0:
             x = x.div_(plan.scale)
         if plan.polarity.mode == "inverted":
