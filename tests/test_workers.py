@@ -102,3 +102,22 @@ def test_the_command_line_is_parsed_before_anything_heavy_is_imported() -> None:
              "print(sorted(m for m in ('numpy', 'PIL', 'torch', 'scipy') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+def test_worker_processes_start_early_only_for_several_files(tmp_path: Path) -> None:
+    from ocrobin.cli.binarize import several_files
+
+    one = tmp_path / "one"
+    (one / "sub").mkdir(parents=True)
+    (one / "sub" / "p.png").write_bytes(b"x")
+    (one / ".hidden.png").write_bytes(b"x")
+    assert not several_files([str(one)])  # a folder of one page: no fork server for nothing
+    assert several_files([str(one), str(tmp_path / "other.png")])
+    (one / "q.tif").write_bytes(b"x")
+    assert several_files([str(one)])  # found in the nested folder and beside it
+    assert not several_files([str(one / "sub" / "p.png")])
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(30):
+        (many / f".h{i}").write_bytes(b"x")
+    assert several_files([str(many)], scan=10)  # past the scan budget: assumed several

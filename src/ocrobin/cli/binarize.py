@@ -113,9 +113,40 @@ def _start_workers_early(args: argparse.Namespace) -> None:
     if args.engine == "ray":
         return
     wanted = args.workers if args.workers is not None else (cpu_count() if args.device == "cpu" else 1)
-    many = bool(args.shards) or len(args.inputs) > 1 or any(not os.path.isfile(i) for i in args.inputs)
-    if wanted > 1 and many:
+    if wanted > 1 and (bool(args.shards) or several_files(args.inputs)):
         start_worker_server()
+
+
+def several_files(inputs: list[str], scan: int = 10_000) -> bool:
+    """Whether ``inputs`` (files and folders) hold at least two files that are not hidden, looking at no more
+    than ``scan`` folder entries (past that, yes). Cheap on purpose: it runs before the heavy imports, so
+    that a folder of one page starts no worker processes."""
+    found = 0
+    todo = list(inputs)
+    while todo:
+        path = todo.pop()
+        if not os.path.isdir(path):
+            found += 1
+        else:
+            try:
+                with os.scandir(path) as entries:
+                    for e in entries:
+                        scan -= 1
+                        if scan < 0:
+                            return True
+                        if e.name.startswith("."):
+                            continue
+                        if e.is_dir():
+                            todo.append(e.path)
+                        else:
+                            found += 1
+                        if found >= 2:
+                            return True
+            except OSError:
+                continue  # reported by the walk proper
+        if found >= 2:
+            return True
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
