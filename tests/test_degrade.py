@@ -805,3 +805,32 @@ def test_bad_arguments_give_one_line_errors(
     assert message in err
     assert err.startswith("ocrobin degrade: error:") and err.count("\n") == 1
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_forced_effects_are_on_every_page_and_the_rest_follows_the_preset() -> None:
+    rng = np.random.default_rng(5)
+    drawn = [D.draw_params(rng, (400, 300), "default", force=["inverted_band"], disable=["inverted"])["effects"]
+             for _ in range(40)]
+    assert all("inverted_band" in e for e in drawn if "clean" not in e)  # a clean page keeps its own few
+    assert sum("clean" in e for e in drawn) < 15
+    assert not any("inverted" in e for e in drawn)
+    others = {name for e in drawn for name in e} - {"inverted_band"}
+    assert len(others) > 5  # the preset's mix around it
+    assert not all(e.keys() == drawn[0].keys() for e in drawn)
+    with pytest.raises(UsageError, match="unknown effect"):
+        D.draw_params(rng, (400, 300), force=["no_such_effect"])
+
+
+def test_cli_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = _run(capsys, "--pages", "3", "--out", str(tmp_path / "f-%06d.tar"), *ARGS,
+                      "--force", "inverted_band,rulings")
+    assert rc == 0, err
+    import tarfile
+
+    with tarfile.open(tmp_path / "f-000000.tar") as tf:
+        metas = [json.loads(tf.extractfile(m).read()) for m in tf if m.name.endswith(".json")]
+    assert len(metas) == 3
+    assert all({"inverted_band", "rulings"} <= set(m["effects"]) for m in metas)
+    rc, _, err = _run(capsys, "--pages", "1", "--out", str(tmp_path / "g-%06d.tar"), *ARGS,
+                      "--force", "rulings", "--disable", "rulings")
+    assert rc == 2 and "same effect" in err

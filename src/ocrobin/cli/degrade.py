@@ -63,6 +63,9 @@ def add_parser(subparsers: Any, name: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--rgb", action="store_true", help="colour images (gray.png holds RGB)")
     p.add_argument("--disable", default="", metavar="EFFECT[,EFFECT...]", help="effects to leave out")
+    p.add_argument("--force", default="", metavar="EFFECT[,EFFECT...]",
+                   help="effects drawn on every page (the others as the preset says; a 'clean' page keeps only "
+                   "its own few), e.g. inverted_band")
     p.add_argument(
         "--preview",
         metavar="GRID.png",
@@ -140,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size)
     get_preset(args.preset)
     disable = tuple(check_effects(args.disable.split(",")))
+    force = tuple(check_effects(args.force.split(",")))
+    if set(force) & set(disable):
+        raise UsageError(f"--force and --disable name the same effect: {', '.join(sorted(set(force) & set(disable)))}")
     if args.out is not None:
         check_pattern(args.out)
     clean = [f for d in args.clean or [] for f in list_clean(d)]
@@ -157,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         pairs=tuple(pairs),
         render_fraction=args.render_fraction,
         disable=disable,
+        force=force,
     )
 
     count = args.pages if args.out is not None else min(args.pages, PREVIEW_SAMPLES)

@@ -26,6 +26,7 @@ class SynthConfig:
         clean: clean page files; pairs: ground-truth files of real pairs.
         render_fraction: share of rendered pages when files are given (None: 1 without files, 0 with).
         disable: effects left out.
+        force: effects always on.
     """
 
     seed: int = 0
@@ -36,6 +37,7 @@ class SynthConfig:
     pairs: tuple[str, ...] = ()
     render_fraction: float | None = None
     disable: tuple[str, ...] = ()
+    force: tuple[str, ...] = ()
 
 
 @dataclass
@@ -69,7 +71,7 @@ def make_sample(
     size = (int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1)))
     if source is None:
         source = PageSource(cfg.clean, cfg.pairs, cfg.render_fraction)
-    img, ink, params = make_pair(rng, size, cfg.preset, cfg.rgb, source, cfg.disable)
+    img, ink, params = make_pair(rng, size, cfg.preset, cfg.rgb, source, cfg.disable, cfg.force)
     meta = {"seed": cfg.seed, "index": index, "size": list(ink.shape), **params}
     record = {
         "__key__": sample_key(cfg.seed, index),

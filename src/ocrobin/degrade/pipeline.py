@@ -37,6 +37,7 @@ def draw_params(
     rgb: bool = False,
     only: Iterable[str] | None = None,
     disable: Iterable[str] = (),
+    force: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Draw the parameters of one degradation.
 
@@ -47,6 +48,9 @@ def draw_params(
         rgb: colour output (the ``color`` effect is drawn only then).
         only: if given, exactly these effects are on (probability 1), whatever the preset says.
         disable: effects that are never on.
+        force: effects drawn with probability 1, the others as the preset says (pages made to train one
+            weakness, e.g. every page with an ``inverted_band``); a ``clean`` page still keeps only its
+            own few effects.
 
     Returns:
         ``{"preset", "tone": {"paper", "ink"}, "effects": {name: {...}}}``, JSON-ready.
@@ -57,11 +61,14 @@ def draw_params(
     pre = get_preset(preset)
     h, w = int(shape[0]), int(shape[1])
     off = set(check_effects(disable))
+    forced = set(check_effects(force))
     chosen = set(check_effects(only)) if only is not None else None
     effects: dict[str, Any] = {}
     for eff in registry.effects():
         name = eff.name
         p = (1.0 if name in chosen else 0.0) if chosen is not None else pre.probs.get(name, 0.0)
+        if name in forced:
+            p = 1.0
         hit = rng.random() < p
         if not hit or name in off or (name == "color" and not rgb):
             continue

@@ -101,6 +101,7 @@ def make_pair(
     rgb: bool = False,
     source: PageSource | None = None,
     disable: Iterable[str] = (),
+    force: Iterable[str] = (),
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Make one training pair from scratch.
 
@@ -111,13 +112,14 @@ def make_pair(
         rgb: colour image instead of grey.
         source: where the clean page comes from (default: rendered).
         disable: effects to leave out.
+        force: effects always on.
 
     Returns:
         (image uint8, ink bool, parameters with a ``source`` entry).
     """
     source = source or PageSource()
     clean, info = source.page(rng, size)
-    params = draw_params(rng, clean.shape, preset, rgb=rgb, disable=disable)
+    params = draw_params(rng, clean.shape, preset, rgb=rgb, disable=disable, force=force)
     needs_verso = any(name in params["effects"] for name in VERSO_EFFECTS)
     verso = source.verso(rng, clean.shape, info) if needs_verso else None
     img, ink, params = degrade(clean, rng, params, rgb=rgb, verso=verso)
