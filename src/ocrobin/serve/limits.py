@@ -40,7 +40,7 @@ class Limits:
     timeout: float = 120.0
 
     def __post_init__(self) -> None:
-        from ..imageio import MAX_PIXELS  # here, not at the top: the command line builds a Limits for its help
+        from ..imageio import MAX_PIXELS  # here, not at the top: the command line imports this module for its help
 
         if self.max_bytes < 1:
             raise UsageError("--max-mb must be above 0")
