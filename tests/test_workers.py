@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from ocrobin.batch import workers
 from ocrobin.batch.workers import BUFFERED, BinarizerSpec, Runner
 from ocrobin.runtime import WORKER_MODULES, worker_context
 
@@ -53,6 +55,53 @@ def test_map_takes_items_lazily(tmp_path: Path) -> None:
         assert len(taken) <= BUFFERED * 2 + 1 < n  # at most the results that may wait, never the whole list
         rest = list(it)
     assert len(rest) == n - 1 and taken == list(range(n))
+
+
+class LateReadyPool:
+    """A pool that, like multiprocessing's, runs a task's callback on another thread before the task reads as
+    ready (here 0.1 s later)."""
+
+    class Result:
+        def __init__(self, value: object) -> None:
+            self.value, self.event = value, threading.Event()
+
+        def ready(self) -> bool:
+            return self.event.is_set()
+
+        def get(self) -> object:
+            self.event.wait()
+            return self.value
+
+    def apply_async(self, fn, args, callback, error_callback):  # noqa: ANN001, ANN201 - Pool's signature
+        res = self.Result(fn(*args))
+
+        def finish() -> None:
+            callback(res.value)
+            time.sleep(0.1)
+            res.event.set()
+
+        threading.Thread(target=finish).start()
+        return res
+
+    def terminate(self) -> None:
+        pass
+
+    def join(self) -> None:
+        pass
+
+
+def double(_binarizer: object, item: int) -> int:
+    return 2 * item
+
+
+def test_a_result_is_taken_as_soon_as_its_task_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "POLL", 60.0)  # a result missed at its wake-up would wait this long
+    monkeypatch.setitem(workers._WORKER, "binarizer", None)
+    runner = Runner(None, BinarizerSpec(model="lstm2-seed"), workers=2)
+    runner._pool = LateReadyPool()
+    t0 = time.monotonic()
+    assert [r for _, r in runner.map(double, range(6))] == [0, 2, 4, 6, 8, 10]
+    assert time.monotonic() - t0 < 30  # not left waiting for the next look
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is used where it exists")

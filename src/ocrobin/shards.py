@@ -13,10 +13,10 @@ import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import webdataset as wds
-from webdataset.shardlists import expand_urls as _wds_expand_urls
+if TYPE_CHECKING:  # imported where used: a run over files never needs it, and it costs a fifth of a second
+    import webdataset as wds  # before every worker's first page
 
 from .exceptions import ShardError
 
@@ -41,11 +41,13 @@ def reraise(exn: Exception) -> bool:
 
 def expand_urls(spec: str | Iterable[str]) -> list[str]:
     """Expand brace patterns (``in-{000000..000009}.tar``) into a list of shard paths or URLs."""
+    from webdataset.shardlists import expand_urls as expand
+
     if isinstance(spec, str):
-        return list(_wds_expand_urls(spec))
+        return list(expand(spec))
     urls: list[str] = []
     for s in spec:
-        urls.extend(_wds_expand_urls(s))
+        urls.extend(expand(s))
     return urls
 
 
@@ -75,6 +77,8 @@ def iter_samples(
     existing = [p for p in paths if "://" in p or p.startswith("pipe:") or os.path.exists(p)]
     if not existing:
         return
+    import webdataset as wds
+
     ds = wds.WebDataset(
         existing,
         handler=handler,
@@ -141,6 +145,8 @@ class ShardSink:
         self._final.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self._final.with_name(f".{self._final.name}.{os.getpid()}.tmp")
         self._stream = open(self._tmp, "wb")  # noqa: SIM115 - closed in _close
+        import webdataset as wds
+
         self._writer = wds.TarWriter(self._stream, encoder=False, mtime=0)
         self.count = 0
 

@@ -20,6 +20,8 @@ from ..runtime import cpu_count, worker_context
 
 #: Results of later items a slow item may keep waiting, per worker.
 BUFFERED = 16
+#: Seconds between looks at the workers when no task has ended meanwhile.
+POLL = 1.0
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -121,34 +123,45 @@ class Runner:
                 yield item, fn(self.binarizer, item)
             return
         pool = self._start()
-        out: deque[tuple[T, Any]] = deque()
+        out: deque[tuple[T, Any, int]] = deque()
         it = iter(items)
         limit = window or 2 * self.workers
         cap = max(limit, BUFFERED * self.workers)
         wake = threading.Event()  # set by the pool's result thread whenever a task ends
+        # Tasks that have ended, by number. The pool's result thread runs a task's callback before it marks
+        # the task ready, so ``ready()`` can still be False right after the wake-up: relying on it alone left
+        # a finished result waiting for the next wake-up or the timeout (a second at the end of every run).
+        ended: set[int] = set()
 
-        def ended(_: object) -> None:
-            wake.set()
+        def on_end(k: int) -> Callable[[object], None]:
+            def note(_: object) -> None:
+                ended.add(k)
+                wake.set()
+
+            return note
 
         exhausted = False
+        n = 0
         while True:
             wake.clear()
-            while not exhausted and len(out) < cap and sum(not r.ready() for _, r in out) < limit:
+            while not exhausted and len(out) < cap and sum(k not in ended for _, _, k in out) < limit:
                 try:
                     item = next(it)
                 except StopIteration:
                     exhausted = True
                     break
-                out.append((item, pool.apply_async(_call, (fn, item), callback=ended, error_callback=ended)))
+                out.append((item, pool.apply_async(_call, (fn, item), callback=on_end(n), error_callback=on_end(n)), n))
+                n += 1
                 self._pending += 1
             if not out:
                 return
-            if out[0][1].ready():
-                item, res = out.popleft()
+            if out[0][2] in ended:
+                item, res, k = out.popleft()
+                ended.discard(k)
                 self._pending -= 1
-                yield item, res.get()
+                yield item, res.get()  # waits only for the pool to mark it ready, just after its callback
             else:
-                wake.wait(1.0)
+                wake.wait(POLL)
 
     def close(self, abort: bool = False) -> None:
         """Stop the worker processes (``abort``: at once, dropping what they do).
