@@ -150,7 +150,8 @@ class Runner:
                 except StopIteration:
                     exhausted = True
                     break
-                out.append((item, pool.apply_async(_call, (fn, item), callback=on_end(n), error_callback=on_end(n)), n))
+                note = on_end(n)
+                out.append((item, pool.apply_async(_call, (fn, item), callback=note, error_callback=note), n))
                 n += 1
                 self._pending += 1
             if not out:
