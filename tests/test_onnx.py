@@ -27,9 +27,11 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def msfcn_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random-init msfcn model file (BatchNorm statistics made non-trivial, page normalisation on)."""
+    """A small random-init msfcn model file (BatchNorm statistics made non-trivial, page normalisation on,
+    full-resolution guide filters with values)."""
     torch.manual_seed(3)
-    net = models.build("msfcn", widths=(8, 12, 16, 24), head=4)
+    net = models.build("msfcn", widths=(8, 12, 16, 24), head=4, guide=3)
+    torch.nn.init.normal_(net.head_guide.weight, 0.0, 0.05)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)

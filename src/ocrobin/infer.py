@@ -29,7 +29,7 @@ from PIL import Image
 from . import modelfile
 from .exceptions import ModelError, UsageError
 from .imageio import to_gray
-from .models import PAGE_NORM_SAMPLE, Lstm2Seed, MultiScaleFCN, apply_page_norm, page_norm_mapping
+from .models import PAGE_NORM_SAMPLE, Lstm2Seed, MultiScaleFCN, apply_page_norm, grid, page_norm_mapping
 from .polarity import MODES, Polarity, detect
 
 #: Pages above this many pixels are tiled automatically.
@@ -267,7 +267,8 @@ class Binarizer:
     @property
     def align(self) -> int:
         """Tile origins fall on multiples of this: the model's own grid, and whole bytes of the 1-bit page."""
-        return math.lcm(8, int(getattr(self.model, "multiple", 1) or 1))
+        multiple = getattr(self.model, "multiple", None) or grid(str(self.info.meta.get("arch", "")))
+        return math.lcm(8, int(multiple))
 
     # --- the network ------------------------------------------------------------------------------
 
