@@ -432,6 +432,9 @@ class MultiScaleFCN(nn.Module):
         iq0, iq1 = max(0, tq0 - 1), min(w4, tq1 + 1)  # decoder input: one more (3×3 convolution)
         xa, xb = self._up_span(iq0, iq1, w4, w8)
         out = s0.new_empty((batch, 1, h + ph, w + pw)) if emit is None else None
+        if self.guide:
+            kernel = self.head_guide.weight * self.GUIDE_GAIN
+            kernel[:, 0, self.guide // 2, self.guide // 2] += self.head_x
         for a in range(r0 // 4 // rows * rows, min(h4, -(-r1 // 4)), rows):  # the bands of the whole input
             b = min(h4, a + rows)
             ta, tb = max(0, a - 1), min(h4, b + 1)  # head features: one row more each side (×4 upsampling)
@@ -449,17 +452,14 @@ class MultiScaleFCN(nn.Module):
                 c0g, c1g = max(0, 4 * q0 - r), min(gg.shape[-1], 4 * q1 + r)
                 gg = F.pad(gg[:, :, :, c0g:c1g], (c0g - (4 * q0 - r), 4 * q1 + r - c1g, g0 - (4 * a - r), 0),
                            mode="replicate")
-                guided = self._guide(gg)
-                g = gg[:, :, r:-r, r:-r]
+                guided = F.conv2d(gg, kernel)  # the pixel's own grey term is the kernel's centre
             else:
                 g = grey(4 * a, 4 * b)[:, :, :, 4 * q0:4 * q1]
             acc = None
             for c in range(t.shape[1]):
                 f = F.interpolate(t[:, c:c + 1], size=(4 * (tb - ta), 4 * (tq1 - tq0)), mode="bilinear",
                                   align_corners=False)[:, :, 4 * (a - ta):4 * (b - ta), 4 * (q0 - tq0):4 * (q1 - tq0)]
-                f = f.addcmul_(g, self.head_x[c])
-                if self.guide:
-                    f = f.add_(guided[:, c:c + 1])
+                f = f.add_(guided[:, c:c + 1]) if self.guide else f.addcmul_(g, self.head_x[c])
                 f = torch.relu_(f).mul_(self.head_out[c])
                 acc = f if acc is None else acc.add_(f)
             assert acc is not None
