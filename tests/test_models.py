@@ -81,20 +81,11 @@ def test_check_page_norm_rejects_bad_specs(bad):
         models.check_page_norm(bad)
 
 
-def _guided(m: torch.nn.Module) -> torch.nn.Module:
-    """Give a model's guide filters values (they start at zero, which would hide a wrong halo)."""
-    if getattr(m, "guide", 0):
-        with torch.no_grad():
-            m.head_guide.weight.normal_(0.0, 0.05)
-    return m
-
-
-@pytest.mark.parametrize("guide", [0, 5])
 @pytest.mark.parametrize("shape", [(1, 1, 33, 65), (1, 1, 301, 257), (2, 1, 130, 96), (1, 1, 700, 160)])
-def test_msfcn_lean_inference_gives_the_forward_logits(shape, guide):
+def test_msfcn_lean_inference_gives_the_forward_logits(shape):
     """``infer`` (BatchNorm folded, channels-last, by rows) equals ``forward`` in eval mode, whatever the rows."""
     torch.manual_seed(0)
-    m = _guided(models.build("msfcn", guide=guide).eval())
+    m = models.build("msfcn").eval()
     for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
@@ -107,12 +98,11 @@ def test_msfcn_lean_inference_gives_the_forward_logits(shape, guide):
             assert (got - want).abs().max() < 1e-4, rows
 
 
-@pytest.mark.parametrize("guide", [0, 3])
 @pytest.mark.parametrize("core", [(0, 301, 0, 257), (40, 200, 36, 190), (3, 17, 5, 11), (288, 301, 250, 257)])
-def test_msfcn_core_and_emit_give_the_full_logits_where_wanted(core, guide):
+def test_msfcn_core_and_emit_give_the_full_logits_where_wanted(core):
     """A tile's core (and its bands handed to ``emit``) equals the whole input's logits there."""
     torch.manual_seed(1)
-    m = _guided(models.build("msfcn", guide=guide).eval())
+    m = models.build("msfcn").eval()
     x = torch.rand(1, 1, 301, 257)
     r0, r1, c0, c1 = core
     with torch.inference_mode():
@@ -136,24 +126,3 @@ def test_msfcn_core_and_emit_give_the_full_logits_where_wanted(core, guide):
         assert (got - want).abs().max() < 1e-4
         part = m.infer(x, core=core)  # without emit: the core is filled in the full-size result
         assert (part[0, 0, r0:r1, c0:c1] - want).abs().max() < 1e-4
-
-
-def test_msfcn_guide_sees_the_grey_neighbourhood_and_starts_silent():
-    """The guide filters start at zero (the model's output is that of the model without them); once they
-    have values, a change of grey next to a pixel changes that pixel's logit at full resolution."""
-    torch.manual_seed(2)
-    plain = models.build("msfcn").eval()
-    guided = models.build("msfcn", guide=5).eval()
-    guided.load_state_dict(plain.state_dict(), strict=False)
-    x = torch.rand(1, 1, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(plain(x), guided(x))
-        guided.head_guide.weight.fill_(0.1)
-        y = x.clone()
-        y[0, 0, 30, 32] += 0.5  # two pixels to the left of (30, 34)
-        near = (guided(y) - guided(x))[0, 0, 30, 34]
-        without = (plain(y) - plain(x))[0, 0, 30, 34]
-    assert abs(float(near - without)) > 1e-3
-    for bad in (-1, 2, 4):
-        with pytest.raises(ValueError, match="guide"):
-            models.build("msfcn", guide=bad)

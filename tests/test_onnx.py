@@ -27,11 +27,9 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def msfcn_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small random-init msfcn model file (BatchNorm statistics made non-trivial, page normalisation on,
-    full-resolution guide filters with values)."""
+    """A small random-init msfcn model file (BatchNorm statistics made non-trivial, page normalisation on)."""
     torch.manual_seed(3)
-    net = models.build("msfcn", widths=(8, 12, 16, 24), head=4, guide=3)
-    torch.nn.init.normal_(net.head_guide.weight, 0.0, 0.05)
+    net = models.build("msfcn", widths=(8, 12, 16, 24), head=4)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -76,6 +74,9 @@ def test_onnx_binarizer_applies_the_models_page_normalisation(msfcn_file: Path, 
 
 
 def test_msfcn_tiled_matches_torch_tiled(msfcn_file: Path, msfcn_onnx: Path) -> None:
+    """Both backends cut the page into the same tiles (on the model's 32-pixel grid, read from the ONNX
+    file's metadata), so the only difference is float rounding."""
+    assert OnnxBinarizer(msfcn_onnx).align == Binarizer(msfcn_file).align == 32
     page = text_page(150, 233, seed=2)
     ref = Binarizer(msfcn_file, tile=96, overlap=16).binarize(page)
     got = OnnxBinarizer(msfcn_onnx, threads=1, tile=96, overlap=16).binarize(page)

@@ -92,33 +92,6 @@ def test_resume_continues_exactly(tmp_path):
         torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=0, atol=1e-6)
 
 
-def test_a_resumed_model_grows_new_parameters_and_keeps_its_output(tmp_path):
-    """``-m CKPT --hparams '{"guide": 5}'``: the trained weights and the optimizer state carry over, the new
-    filters start at zero (same output) and then train; a change of trained shapes is refused."""
-    data = make_set(tmp_path / "d")
-    torch.manual_seed(0)
-    path = Trainer(cfg(tmp_path / "a", data, ntrain=16)).run()
-    old = load(path).model.eval()
-    grown = Trainer(cfg(tmp_path / "b", data, resume=path, hparams={"guide": 5}, schedule="0,1e-2"))
-    assert grown.model.hparams == {**TINY, "guide": 5} and grown.samples == 16
-    x = torch.rand(1, 1, 64, 64)
-    grown.model.eval()
-    with torch.no_grad():
-        assert torch.equal(grown.model(x), old(x))
-    saved = load(path).extra
-    moments = grown.opt.state_dict()["state"]
-    assert torch.equal(moments[0]["exp_avg"], saved["optim.0.exp_avg"])  # Adam's state kept for old weights
-    grown.model.train()
-    grown.train_step()
-    assert grown.model.head_guide.weight.abs().max() > 0
-    grown_path = grown.save()
-    assert load(grown_path).meta["hparams"]["guide"] == 5
-    with pytest.raises(UsageError, match="trained parameters"):
-        Trainer(cfg(tmp_path / "c", data, resume=path, hparams={"head": 6}))
-    with pytest.raises(UsageError, match="guide"):
-        Trainer(cfg(tmp_path / "c", data, resume=path, hparams={"guide": 4}))
-
-
 def test_checkpoint_round_trip_and_logs(tmp_path):
     data = make_set(tmp_path / "d")
     c = cfg(tmp_path, data, ntrain=16, val=str(data), val_every=8, save_every=8)

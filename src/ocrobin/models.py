@@ -228,29 +228,15 @@ class MultiScaleFCN(nn.Module):
     upsampled bilinearly from 1/4 resolution — a learned, locally varying threshold function. Full
     resolution sees only a few element-wise operations, which is what keeps it fast on a CPU.
 
-    With ``guide`` > 0 the head also sees a ``guide``×``guide`` neighbourhood of full-resolution grey values
-    (one linear filter per head feature): the 1/4-resolution features blur over a few pixels, so next to a
-    sharp step in the page (the edge of a dark band, a scan border) they describe both sides of it, and a
-    head that sees only the pixel's own grey value cannot tell on which side it is. The filters start at
-    zero, so a model grown from one without them (``ocrobin train -m ... --hparams '{"guide": 5}'``) starts
-    with the same output.
-
     Args:
         widths: channels at 1/4, 1/8, 1/16 and 1/32 resolution.
         head: features per pixel in the full-resolution head.
-        guide: side of the full-resolution grey neighbourhood the head sees (0: none, else odd).
     """
 
     multiple = 32
-    #: The guide filters are stored divided by this: an optimizer's steps, about the learning rate in size
-    #: for each weight, then move them this many times faster than the trained weights they join late.
-    GUIDE_GAIN = 10.0
 
-    def __init__(self, widths: tuple[int, ...] | list[int] = (24, 40, 64, 96), head: int = 8,
-                 guide: int = 0) -> None:
+    def __init__(self, widths: tuple[int, ...] | list[int] = (24, 40, 64, 96), head: int = 8) -> None:
         super().__init__()
-        if guide < 0 or (guide and guide % 2 == 0):
-            raise ValueError(f"guide must be 0 or an odd side, not {guide}")
         w = list(widths)
         self.stem = nn.Sequential(_conv(16, w[0]), _conv(w[0], w[0]))
         self.down = nn.ModuleList(
@@ -262,15 +248,6 @@ class MultiScaleFCN(nn.Module):
         self.head_x = nn.Parameter(torch.full((head,), -4.0) + torch.randn(head))
         self.head_out = nn.Parameter(torch.randn(head) * 0.5)
         self.head_bias = nn.Parameter(torch.zeros(1))
-        self.guide = guide
-        if guide:  # a module, registered last, so its weight comes after every other parameter
-            self.head_guide = nn.Conv2d(1, head, guide, bias=False)
-            nn.init.zeros_(self.head_guide.weight)
-
-    def _guide(self, xin: torch.Tensor) -> torch.Tensor:
-        """The head's full-resolution filters over grey ``xin`` that holds ``guide // 2`` rows and columns of
-        context on each side (replicated at the page's edges); the result is that much smaller."""
-        return F.conv2d(xin, self.head_guide.weight * self.GUIDE_GAIN)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, _, h, w = x.shape
@@ -287,11 +264,7 @@ class MultiScaleFCN(nn.Module):
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = block(torch.cat([y, skip], 1))
         y = F.interpolate(self.to_head(y), size=xin.shape[-2:], mode="bilinear", align_corners=False)
-        y = torch.addcmul(y, xin, self.head_x.view(1, -1, 1, 1))
-        if self.guide:
-            r = self.guide // 2
-            y = y + self._guide(F.pad(xin, (r, r, r, r), mode="replicate"))
-        y = torch.relu_(y)
+        y = torch.relu_(torch.addcmul(y, xin, self.head_x.view(1, -1, 1, 1)))
         out = torch.einsum("bchw,c->bhw", y, self.head_out).unsqueeze(1) + self.head_bias
         return out[:, :, :h, :w]
 
@@ -432,9 +405,6 @@ class MultiScaleFCN(nn.Module):
         iq0, iq1 = max(0, tq0 - 1), min(w4, tq1 + 1)  # decoder input: one more (3×3 convolution)
         xa, xb = self._up_span(iq0, iq1, w4, w8)
         out = s0.new_empty((batch, 1, h + ph, w + pw)) if emit is None else None
-        if self.guide:
-            kernel = self.head_guide.weight * self.GUIDE_GAIN
-            kernel[:, 0, self.guide // 2, self.guide // 2] += self.head_x
         for a in range(r0 // 4 // rows * rows, min(h4, -(-r1 // 4)), rows):  # the bands of the whole input
             b = min(h4, a + rows)
             ta, tb = max(0, a - 1), min(h4, b + 1)  # head features: one row more each side (×4 upsampling)
@@ -445,22 +415,12 @@ class MultiScaleFCN(nn.Module):
             t = self._block(self.up[-1], torch.cat([up, s0[:, :, ia:ib, iq0:iq1]], 1))[
                 :, :, ta - ia:tb - ia, tq0 - iq0:tq1 - iq0]
             t = self.to_head(t).contiguous()
-            if self.guide:
-                r = self.guide // 2
-                g0, g1 = max(0, 4 * a - r), 4 * b + r  # rows below the padded input are replicated by grey()
-                gg = grey(g0, g1)
-                c0g, c1g = max(0, 4 * q0 - r), min(gg.shape[-1], 4 * q1 + r)
-                gg = F.pad(gg[:, :, :, c0g:c1g], (c0g - (4 * q0 - r), 4 * q1 + r - c1g, g0 - (4 * a - r), 0),
-                           mode="replicate")
-                guided = F.conv2d(gg, kernel)  # the pixel's own grey term is the kernel's centre
-            else:
-                g = grey(4 * a, 4 * b)[:, :, :, 4 * q0:4 * q1]
+            g = grey(4 * a, 4 * b)[:, :, :, 4 * q0:4 * q1]
             acc = None
             for c in range(t.shape[1]):
                 f = F.interpolate(t[:, c:c + 1], size=(4 * (tb - ta), 4 * (tq1 - tq0)), mode="bilinear",
                                   align_corners=False)[:, :, 4 * (a - ta):4 * (b - ta), 4 * (q0 - tq0):4 * (q1 - tq0)]
-                f = f.add_(guided[:, c:c + 1]) if self.guide else f.addcmul_(g, self.head_x[c])
-                f = torch.relu_(f).mul_(self.head_out[c])
+                f = torch.relu_(f.addcmul_(g, self.head_x[c])).mul_(self.head_out[c])
                 acc = f if acc is None else acc.add_(f)
             assert acc is not None
             if out is not None:

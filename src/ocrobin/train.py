@@ -10,7 +10,6 @@ very batch it would have drawn next. Memory is bounded by the pool size, not by 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
 import time
@@ -235,44 +234,8 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tenso
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def grow(model: nn.Module, arch: str, changes: dict[str, Any]) -> nn.Module:
-    """The model rebuilt with some hyper-parameters changed, its trained weights kept.
-
-    Only changes that add parameters are allowed (such as ``msfcn``'s ``guide``): the new ones keep the
-    values the architecture starts them with, which leave the output as it was, and they come after the old
-    ones, so the optimizer state of a resumed run still matches the old parameters (:func:`restore_optimizer`).
-
-    Raises:
-        UsageError: the change renames, reshapes or removes trained parameters, or the architecture refuses it.
-    """
-    hparams = {**getattr(model, "hparams", {}), **changes}
-    try:
-        grown = models.build(arch, **hparams)
-    except (KeyError, TypeError, ValueError) as e:
-        raise UsageError(f"--hparams {json.dumps(changes)}: {e}") from e
-    old = model.state_dict()
-    new = grown.state_dict()
-    changed = [k for k in old if k not in new or new[k].shape != old[k].shape]
-    if changed:
-        raise UsageError(f"--hparams {json.dumps(changes)} would change trained parameters "
-                         f"({', '.join(changed[:4])}); a resumed model may only gain new ones")
-    names = [n for n, _ in grown.named_parameters()]
-    added = [n for n in names if n not in old]
-    if names[:len(names) - len(added)] != [n for n, _ in model.named_parameters()]:
-        raise UsageError(f"--hparams {json.dumps(changes)}: the new parameters must come after the trained ones")
-    grown.load_state_dict(old, strict=False)
-    return grown
-
-
 def restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], js: dict[str, Any]) -> None:
-    """Inverse of :func:`optimizer_tensors`; parameters beyond the saved ones (a grown model) start fresh."""
-    groups = [dict(g) for g in js["param_groups"]]
-    ours = opt.state_dict()["param_groups"]
-    pairs = list(zip(groups, ours, strict=False))
-    if len(groups) == len(ours) and all(len(g["params"]) <= len(o["params"]) for g, o in pairs):
-        for g, o in pairs:
-            g["params"] = o["params"]
-    js = {**js, "param_groups": groups}
+    """Inverse of :func:`optimizer_tensors`."""
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -380,7 +343,7 @@ class Trainer:
             from .infer import load
 
             info: ModelInfo = load(cfg.resume)
-            self.model = grow(info.model, info.meta["arch"], cfg.hparams) if cfg.hparams else info.model
+            self.model = info.model
             self.arch = info.meta["arch"]
             prov = info.meta.get("provenance", {})
             self.samples = int(prov.get("samples", 0) or 0)

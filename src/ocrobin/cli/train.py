@@ -37,9 +37,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument("--min-range", type=float, default=0.25, metavar="R",
                    help="contrast augmentation: squeeze a patch's grey range down to as little as R")
     p.add_argument("--arch", default="msfcn", help="architecture for a new model (msfcn, lstm2-seed)")
-    p.add_argument("--hparams", default="{}", metavar="JSON",
-                   help="architecture hyper-parameters as JSON; with -m, only ones that add parameters, "
-                   "e.g. '{\"guide\": 5}'")
+    p.add_argument("--hparams", default="{}", metavar="JSON", help="architecture hyper-parameters as JSON")
     p.add_argument("--patch", type=int, default=256, metavar="SIZE", help="patch side in pixels")
     p.add_argument("--val", default=None, metavar="DIR", help="DIBCO-style validation folder")
     p.add_argument("--val-every", type=int, default=10000, metavar="N", help="validate every N samples")
