@@ -21,7 +21,8 @@ from ocrobin.bench import DEFAULT_METHODS, run_bench
 from ocrobin.degrade.generate import SynthConfig, generate
 from ocrobin.degrade.sources import list_pair_truths
 
-#: class → effects forced on each of its pages. Seeds 501.. (training data uses 100, 200–209 and 300).
+#: class → effects forced on each of its pages. Seeds 501.. (the training data of docs/model-v2.md uses 100,
+#: 200–209, 300 and 301).
 CLASSES = {
     "border": ("border", "page_edge", "binding", "facing_page"),
     "bleed_sharp": ("bleed_sharp",),
