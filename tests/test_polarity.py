@@ -63,6 +63,19 @@ def test_a_dark_band_with_light_text_is_a_region() -> None:
     assert m[y0 + 8:y1 - 8].mean() > 0.95 and m[: y0 - 8].max() == 0 and m[y1 + 8:].max() == 0
 
 
+def test_a_band_that_outweighs_faint_text_is_not_a_negative() -> None:
+    # faint text (ink 200 on paper 230) and a band holding strong light text: the band's strokes win the
+    # page score, but their ground is far darker than the page's, so this is a region, not a negative
+    page, (y0, y1) = page_with_band()
+    faint = np.where(page > 150, page, 200).astype(np.uint8)
+    faint[y0:y1] = page[y0:y1]
+    p = detect(faint)
+    assert p.score > 0.15  # without the ground test, a clear negative
+    assert p.mode == "regions" and p.regions == 1
+    neg = detect(255 - np.where(page > 150, page, 200).astype(np.uint8))  # a faint page's negative still is one
+    assert neg.mode == "inverted"
+
+
 def test_a_region_is_not_inverted_where_the_model_reads_it_already() -> None:
     page, _ = page_with_band()
     assert detect(page, check=lambda a: (0.05, 0.5)).mode == "normal"  # the model finds little ink as it is

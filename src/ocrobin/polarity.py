@@ -10,6 +10,9 @@ light paper reaches far below the median, light text on a dark ground far above 
   not a stroke); a negative score is a normal page, a clearly positive one a negative. A slightly positive
   one is settled by the model (:func:`detect`'s ``check``): the page is inverted when, as it is, the model
   is less certain of it than inverted, or makes it mostly ink where inverted it finds much less.
+  A page whose light strokes sit on a ground much darker than the rest of the page is never a negative:
+  that is a dark band on a light page whose strong strokes outweigh the page's own faint text, and it
+  goes to the region search below.
 * On a normal page, compact groups of blocks whose strokes are light on a darker ground are candidate
   regions; each is inverted only where the model, as it is, makes it mostly ink and inverted much less:
   where the model already reads the light text, or the area is a border, a shadow or a photograph, it is
@@ -49,6 +52,9 @@ REGION_SIDE = 3
 #: inverted at most :data:`INK_RATIO` of that.
 INK_AS_IS = 0.25
 INK_RATIO = 0.5
+#: Light strokes on a ground this much darker than the page's typical block (grey in [0, 1]) belong to a
+#: dark region of a light page (a reverse-printed band), not to a negative, however strong they are.
+LOCAL_GROUND = 0.15
 #: Pixels the model looks at when it confirms a decision (the area is reduced to this size).
 CHECK_PIXELS = 400_000
 
@@ -200,6 +206,18 @@ def _page_inverted(data: np.ndarray, scale: float, score: float, check: ModelChe
     return unc > unc_inv or (ink >= INK_AS_IS and ink_inv <= INK_RATIO * ink)
 
 
+def _on_local_ground(med: np.ndarray, dark: np.ndarray, light: np.ndarray, strokes: np.ndarray) -> bool:
+    """The light strokes sit on a ground clearly darker than most of the page: light text in a dark band
+    whose strong strokes outweigh the faint text of the rest of the page. In a negative the light text's
+    ground is the page's own, so this stays False."""
+    light_blocks = strokes & (light > DOMINANCE * dark)
+    if not light_blocks.any():
+        return False
+    # weighed as the score weighs them: a band's strong strokes count, the paper grain's faint bright specks not
+    ground = float(np.average(med[light_blocks], weights=light[light_blocks]))
+    return ground < float(np.median(med)) - LOCAL_GROUND
+
+
 def detect(data: np.ndarray, scale: float = 255.0, mode: str = "auto", check: ModelCheck | None = None) -> Polarity:
     """Decide what of a page to invert.
 
@@ -231,7 +249,7 @@ def detect(data: np.ndarray, scale: float = 255.0, mode: str = "auto", check: Mo
         return Polarity("normal")
     total = float(dark[strokes].sum() + light[strokes].sum())
     score = float(light[strokes].sum() - dark[strokes].sum()) / max(total, 1e-9)
-    if score > 0 and _page_inverted(data, scale, score, check):
+    if score > 0 and not _on_local_ground(med, dark, light, strokes) and _page_inverted(data, scale, score, check):
         return Polarity("inverted", score=score)
     return _regions(data, scale, med, dark, light, strokes, score, check)
 
