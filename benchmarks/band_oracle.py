@@ -21,16 +21,14 @@ page without the band (the target of ``--polarity auto``):
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from typing import Any
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from ocrobin.datasets import find_pairs
-from ocrobin.infer import Binarizer
 from ocrobin.metrics import fmeasure
 
 
@@ -44,19 +42,9 @@ def band_box(with_band: np.ndarray, without: np.ndarray) -> tuple[int, int, int,
 
 
 def main() -> None:
-    from polarity import band_pages
+    from polarity import band_args, band_pages
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("data", nargs="+", help="DIBCO-style sets whose ground truth the band pages are made from")
-    ap.add_argument("-m", "--model", default="default")
-    ap.add_argument("--bands", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    auto = Binarizer(args.model, polarity="auto")
-    normal = Binarizer(args.model, polarity="normal")
+    args, auto, normal = band_args(__doc__)
     pairs = [p for root in args.data for p in find_pairs(root) if p.img is not None and p.gt is not None]
     names = ["auto", "inside perfect", "outside perfect", "box inverted", "filled + as is", "filled + inverted",
              "best of the two filled"]
@@ -73,7 +61,7 @@ def main() -> None:
         inv = 255 - grey
         inv[~box] = 255 - ground
 
-        def mask(page: np.ndarray, b: Binarizer = normal) -> np.ndarray:
+        def mask(page: np.ndarray, b: Any = normal) -> np.ndarray:
             return b.run(np.clip(page, 0, 255).astype(np.uint8)).ink_mask()
 
         without = mask(img_n, auto)

@@ -51,8 +51,9 @@ def band_pages(n: int, seed: int, truths: list[str]) -> list[tuple[np.ndarray, n
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def band_args(doc: str) -> tuple[argparse.Namespace, Binarizer, Binarizer]:
+    """The command line shared with ``band_oracle.py``: (arguments, ``auto`` and ``normal`` binarizers)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("data", nargs="+", help="DIBCO-style sets or folders of sets")
     ap.add_argument("-m", "--model", default="default")
     ap.add_argument("--bands", type=int, default=40, help="synthetic pages with an inverted band (default 40)")
@@ -61,8 +62,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    auto = Binarizer(args.model, polarity="auto")
-    normal = Binarizer(args.model, polarity="normal")
+    return args, Binarizer(args.model, polarity="auto"), Binarizer(args.model, polarity="normal")
+
+
+def main() -> None:
+    args, auto, normal = band_args(__doc__)
 
     def fm(b: Binarizer, page: np.ndarray, gt: np.ndarray) -> tuple[float, str]:
         r = b.run(page)
