@@ -206,11 +206,10 @@ def _page_inverted(data: np.ndarray, scale: float, score: float, check: ModelChe
     return unc > unc_inv or (ink >= INK_AS_IS and ink_inv <= INK_RATIO * ink)
 
 
-def _on_local_ground(med: np.ndarray, dark: np.ndarray, light: np.ndarray, strokes: np.ndarray) -> bool:
+def _on_local_ground(med: np.ndarray, light: np.ndarray, light_blocks: np.ndarray) -> bool:
     """The light strokes sit on a ground clearly darker than most of the page: light text in a dark band
     whose strong strokes outweigh the faint text of the rest of the page. In a negative the light text's
     ground is the page's own, so this stays False."""
-    light_blocks = strokes & (light > DOMINANCE * dark)
     if not light_blocks.any():
         return False
     # weighed as the score weighs them: a band's strong strokes count, the paper grain's faint bright specks not
@@ -249,17 +248,17 @@ def detect(data: np.ndarray, scale: float = 255.0, mode: str = "auto", check: Mo
         return Polarity("normal")
     total = float(dark[strokes].sum() + light[strokes].sum())
     score = float(light[strokes].sum() - dark[strokes].sum()) / max(total, 1e-9)
-    if score > 0 and not _on_local_ground(med, dark, light, strokes) and _page_inverted(data, scale, score, check):
+    light_blocks = strokes & (light > DOMINANCE * dark)
+    if score > 0 and not _on_local_ground(med, light, light_blocks) and _page_inverted(data, scale, score, check):
         return Polarity("inverted", score=score)
-    return _regions(data, scale, med, dark, light, strokes, score, check)
+    return _regions(data, scale, med, light_blocks, score, check)
 
 
-def _regions(data: np.ndarray, scale: float, med: np.ndarray, dark: np.ndarray, light: np.ndarray,
-             strokes: np.ndarray, score: float, check: ModelCheck | None) -> Polarity:
+def _regions(data: np.ndarray, scale: float, med: np.ndarray, light_blocks: np.ndarray, score: float,
+             check: ModelCheck | None) -> Polarity:
     """Light-on-dark regions of a normal page (see the module's description)."""
     from scipy import ndimage
 
-    light_blocks = strokes & (light > DOMINANCE * dark)
     if light_blocks.sum() < REGION_BLOCKS:
         return Polarity("normal", score=score)
     paper = float(np.median(med))
