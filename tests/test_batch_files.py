@@ -197,6 +197,27 @@ def test_a_dead_runs_claim_is_taken_over(tmp_path, capsys):
     assert sorted((r["input"], r["status"]) for r in rows) == [(str(src / f"p{i:02d}.png"), "done") for i in range(3)]
 
 
+def test_a_dead_runs_claim_on_a_page_it_had_written_is_removed_at_the_end(tmp_path, capsys):
+    # killed after writing p01 and before letting go of its claim: nobody takes p01 over, the claim must still go
+    src = make_folder(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    assert main(["binarize", str(src / "p01.png"), "-o", str(out), *ONE]) == 0
+    capsys.readouterr()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    claim = write_claim(out, "p01", dead.pid)
+    half = claim.with_name(claim.name + ".dead.tmp")  # a take-over the dead run never finished
+    half.write_text("{}")
+    os.utime(half, (time.time() - 120, time.time() - 120))
+    live = write_claim(out, "p09", os.getpid())  # another run here still works on p09: its claim stays
+    assert main(["binarize", str(src), "-o", str(out), *ONE, "--claim-timeout", "30"]) == 0
+    assert summary_counts(capsys.readouterr().err) == (2, 1, 0, 0)
+    assert not claim.exists() and not half.exists() and live.exists()
+    live.unlink()
+    assert main(["binarize", str(src), "-o", str(out), *ONE]) == 0
+    assert not (out / CLAIMS_DIR).exists()  # a finished folder holds outputs only
+
+
 def test_a_live_runs_claim_makes_the_run_wait_and_count_it_as_done_elsewhere(tmp_path, capsys):
     src = make_folder(tmp_path / "in", 3)
     out = tmp_path / "out"

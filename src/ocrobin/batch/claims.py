@@ -6,7 +6,8 @@ one. A claim names its host and process and is touched every few seconds while t
 claim whose process is gone (same host) or that has not been touched for ``stale_after`` seconds (another
 host) is taken over, so nothing is lost when a run is killed. When the outputs are written the claim is
 removed; a run that has finished its own list waits for the claims of the others and takes over those
-that go stale.
+that go stale. A run that ends also removes the stale claims it finds (a killed run's claim on a page it
+had already written is otherwise never taken over), so a finished folder holds outputs only.
 """
 
 from __future__ import annotations
@@ -70,15 +71,22 @@ class Claims:
 
     def owner(self, key: str) -> dict | None:
         """The record of the claim on ``key``, None where there is none (or it cannot be read)."""
+        return self.owner_of(self._path(key))
+
+    @staticmethod
+    def owner_of(path: Path) -> dict | None:
+        """The record in a claim file, None where there is none (or it cannot be read)."""
         try:
-            return json.loads(self._path(key).read_bytes())
+            return json.loads(path.read_bytes())
         except (OSError, ValueError):
             return None
 
     def stale(self, key: str) -> bool:
         """Whether the claim on ``key`` belongs to a run that is gone."""
         path = self._path(key)
-        rec = self.owner(key)
+        return self._stale_record(path, self.owner(key))
+
+    def _stale_record(self, path: Path, rec: dict | None) -> bool:
         try:
             age = time.time() - path.stat().st_mtime
         except FileNotFoundError:
@@ -145,11 +153,41 @@ class Claims:
                 except OSError:
                     pass
 
+    def sweep(self) -> int:
+        """Remove the claims (and half-written take-overs) of runs that are gone; returns how many.
+
+        A claim on an output that a killed run had written but not yet released is never taken over, since
+        nobody needs the page again; without this it would stay in the folder for good.
+        """
+        removed = 0
+        try:
+            entries = list(self.dir.iterdir())
+        except OSError:
+            return 0
+        now = time.time()
+        for path in entries:
+            try:
+                if path.suffix == ".tmp":
+                    gone = now - path.stat().st_mtime > self.stale_after
+                elif path.suffix == ".claim":
+                    rec = self.owner_of(path)
+                    mine = rec is not None and rec.get("token") == self.token
+                    gone = not mine and self._stale_record(path, rec)
+                else:
+                    continue
+                if gone:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
     def close(self) -> None:
-        """Release every claim and stop touching them."""
+        """Release every claim, stop touching them and remove those of runs that are gone."""
         self._stop.set()
         for key in list(self.held):
             self.release(key)
+        self.sweep()
         try:
             self.dir.rmdir()  # only when empty: other runs may still hold claims
         except OSError:
