@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--fit", action="store_true", help="print the calibration fitted on these pages")
     ap.add_argument("--low-fm", type=float, default=80.0,
-                    help="with --fit: the FM below which a page is flagged low-confidence (default 80)")
+                    help="the FM below which a page should be flagged low-confidence (default 80)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -43,7 +43,8 @@ def main() -> None:
             if p.img is None or p.gt is None:
                 continue
             r = b.run(next(iter_pages(p.img)).data)
-            rows.append((p.set, p.stem, r.uncertainty, r.confidence, fmeasure(read_ground_truth(p.gt), r.ink_mask())))
+            rows.append((p.set, p.stem, r.uncertainty, r.confidence, fmeasure(read_ground_truth(p.gt), r.ink_mask()),
+                         r.confidence < r.low_confidence))
     unc = np.array([r[2] for r in rows])
     conf = np.array([r[3] for r in rows])
     fm = np.array([r[4] for r in rows])
@@ -58,6 +59,9 @@ def main() -> None:
             rr = spearmanr([r[3] for r in rs], [r[4] for r in rs]).statistic
             print(f"  {s:24s} {len(rs):3d} pages  Spearman {rr:6.3f}  mean FM {np.mean([r[4] for r in rs]):6.2f}  "
                   f"mean confidence {np.mean([r[3] for r in rs]):.3f}")
+    flagged = np.array([r[5] for r in rows])
+    print(f"  with the model's calibration: pages below {args.low_fm:g} FM: {int((fm < args.low_fm).sum())}, flagged "
+          f"low-confidence: {int(flagged.sum())}, both: {int((flagged & (fm < args.low_fm)).sum())}")
     if args.fit:
         slope, icpt = np.polyfit(unc, fm / 100.0, 1)
         a, bb = float(icpt), float(-slope)
