@@ -139,6 +139,33 @@ def test_bench_failing_method_on_one_page_goes_on(tmp_path: Path, monkeypatch: p
     assert any("page0" in m and "boom" in m for m in msgs)
 
 
+def test_bench_times_each_method_after_an_untimed_first_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _make_set(tmp_path / "s", n=2)
+    real = bench.classic_method
+    clock = {"now": 0.0}
+    calls: list[int] = []
+
+    def slow_first(spec: str) -> bench.Method:
+        m = real(spec)
+        inner = m.run
+
+        def run(gray: np.ndarray) -> np.ndarray:
+            calls.append(len(calls))
+            clock["now"] += 100.0 if len(calls) == 1 else 1.0  # a one-off cost, then 1 s a page
+            return inner(gray)
+
+        m.run = run
+        return m
+
+    monkeypatch.setattr(bench, "classic_method", slow_first)
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["now"])
+    res = bench.run_bench(root, ["otsu"], None, progress=False, generate_weights=False)
+    rec = res["sets"][0]["methods"][0]
+    assert len(calls) == 3  # one untimed run, then one per page
+    assert [(p["stem"], p["seconds"]) for p in rec["pages"]] == [("page0", 1.0), ("page1", 1.0)]
+    assert res["warm_up"] is True
+
+
 def test_bench_cli_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = _make_set(tmp_path / "d" / "S", n=1)
     out = tmp_path / "o"

@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
         help="benchmark binarization methods on DIBCO-style sets",
         description="Run every method on every page of SET/img, score against SET/gt (text black) with "
         "SET/weights/<stem>_RWeights.dat etc. for pFM when present (else generated weights), and time the "
-        "binarization alone. Writes OUT/results.json, OUT/results.md (one table per set, sorted by FM) and "
+        "binarization alone (each method runs once untimed on its first page first). Writes OUT/results.json, "
+        "OUT/results.md (one table per set, sorted by FM) and "
         f"OUT/fm_vs_speed.png. Classic methods (doxapy): {', '.join(CLASSIC_NAMES)}; add parameters as "
         "NAME:key=value,... (Sauvola defaults to window=75,k=0.2). Any other name is one of our models "
         "(a packaged name or a model file), thresholded at 0.5; NAME:tta averages a model over the page and "
