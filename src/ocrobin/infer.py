@@ -199,6 +199,7 @@ class _Plan:
     scale: float
     bn_stats: tuple[torch.Tensor, torch.Tensor] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    band_mapping: tuple[float, float] | None = None
 
 
 class Binarizer:
@@ -326,13 +327,18 @@ class Binarizer:
     def _plan(self, data: np.ndarray, polarity: str | None = None) -> _Plan:
         scale = data_scale(data)
         pol = detect(data, scale, polarity or self.polarity, check=self._check)
-        mapping = None
+        mapping = band_mapping = None
         if self.page_norm:
-            # measured once on the whole (polarity-corrected) page, applied tile by tile
+            # measured once on the whole (polarity-corrected) page, applied tile by tile; bands apart from the rest
             step = max(1, int(math.sqrt(data.size / PAGE_NORM_SAMPLE)))
             sample = pol.invert_sample(data[::step, ::step].astype(np.float32) / np.float32(scale), step)
-            mapping = page_norm_mapping(sample, self.page_norm)
-        return _Plan(pol, mapping, scale)
+            inside = pol.band_sample(sample.shape, step) if pol.bands else None
+            if inside is not None and inside.any() and not inside.all():
+                mapping = page_norm_mapping(sample[~inside][None], self.page_norm)
+                band_mapping = page_norm_mapping(sample[inside][None], self.page_norm)
+            else:
+                mapping = page_norm_mapping(sample, self.page_norm)
+        return _Plan(pol, mapping, scale, band_mapping=band_mapping)
 
     def _prepared(self, plan: _Plan, a: np.ndarray, y0: int, x0: int, halo: tuple[int, int] = (0, 0)) -> torch.Tensor:
         """An area of the page as the network sees it: float, polarity-corrected, normalised, 1×1×H×W.
@@ -346,6 +352,7 @@ class Binarizer:
         x = torch.from_numpy(src).to(self.device).float()
         if plan.scale != 1.0:
             x = x.div_(plan.scale)
+        edge = plan.polarity.band_edge_mask(x, y0 - halo[0], x0) if plan.polarity.bands else None
         if plan.polarity.mode == "inverted":
             x = x.neg_().add_(1.0)
         else:
@@ -353,8 +360,14 @@ class Binarizer:
             if m is not None:
                 x = x.addcmul_(m, x.mul(-2.0).add_(1.0))
         x = x[halo[0]:x.shape[0] - halo[1]]
-        if plan.mapping:
+        edge = edge[halo[0]:edge.shape[0] - halo[1]] if edge is not None else None
+        band = plan.polarity.band_mask(x.shape, y0, x0, x.device) if plan.band_mapping else None
+        if band is not None and plan.mapping and plan.band_mapping:
+            x = torch.where(band > 0, apply_page_norm(x, plan.band_mapping), apply_page_norm(x, plan.mapping))
+        elif plan.mapping:
             x = apply_page_norm(x, plan.mapping)
+        if edge is not None:
+            x = x.masked_fill_(edge, 1.0)
         return x[None, None]
 
     def _rows(self, plan: _Plan, data: np.ndarray, y0: int, y1: int, x0: int, x1: int

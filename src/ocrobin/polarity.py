@@ -18,6 +18,13 @@ light paper reaches far below the median, light text on a dark ground far above 
   where the model already reads the light text, or the area is a border, a shadow or a photograph, it is
   left alone.
 
+* Before that search, :func:`find_bands` looks for reverse-printed *bands* pixel by pixel: dark rectangles,
+  parallel to the page's edges, with straight sharp edges, a flat ground and light strokes inside (a heading
+  bar, a dark caption box). Stains, shadows, scan borders along a page edge and lines of bold or blurred
+  text fail one of those tests. A band needs no model check; the binarizer inverts it exactly and
+  normalises its contrast on its own, and the rest of the page without it (a dark band would otherwise
+  set the page's black point and change how the text around it is read).
+
 The decision is a :class:`Polarity`, which gives, tile by tile, how much to invert each pixel
 (:meth:`Polarity.tile_mask`): 1 inside a region, and near its edge only the pixels whose neighbourhood is
 darker than the region's mid level, so the edge of a band does not turn into a line of ink.
@@ -57,6 +64,30 @@ INK_RATIO = 0.5
 LOCAL_GROUND = 0.15
 #: Pixels the model looks at when it confirms a decision (the area is reduced to this size).
 CHECK_PIXELS = 400_000
+#: Bands (:func:`find_bands`) are looked for on the page reduced to at most this many pixels.
+BAND_PIXELS = 2_000_000
+#: Light strokes narrower than this are first removed from the page by a grey opening, then dark strokes
+#: narrower than :data:`BAND_CLOSE` by a grey closing: what is still dark is a thick dark area (pixels of
+#: the reduced page; both keep the straight edges of a large rectangle where they are).
+BAND_OPEN = 7
+BAND_CLOSE = 15
+#: A band is at least this thick and this large (pixels of the reduced page).
+BAND_SIDE = 12
+BAND_AREA = 3000
+#: Its ground is at least this much darker than the paper around it (grey in [0, 1]).
+BAND_CONTRAST = 0.2
+#: At least this share of its rectangle is dark ground (its light text's holes filled).
+BAND_FILL = 0.85
+#: Straight sharp edges: along every side that is not the page's edge, at least this share of the pixels
+#: 3 to 6 pixels inside is dark and 3 to 6 pixels outside is light.
+BAND_STRAIGHT = 0.7
+#: A flat ground: at least this share of the pixels inside lie within a fifth of the contrast of the ground
+#: (a band is printed in one tone; a line of bold or blurred text is not).
+BAND_FLAT = 0.6
+#: Light text inside: at least this share of the pixels lie above the ground by 0.3 of the contrast.
+BAND_LIGHT = 0.01
+#: A band's blurred edge is looked for this many pixels (of the reduced page) on each side of it.
+BAND_EDGE = 2
 
 #: The model's view of a (reduced) grey area in [0, 1]: (share of ink, uncertainty), the uncertainty being
 #: Σ (1 − |2p − 1|) / Σ p as in :class:`ocrobin.infer.PageResult`.
@@ -75,6 +106,10 @@ class Polarity:
         edge: blocks at the regions' edges where only pixels with a dark neighbourhood are inverted.
         regions: number of inverted regions found.
         score: the page's stroke score (< 0: dark strokes, > 0: light strokes), for reports and tests.
+        bands: reverse-printed bands (``regions`` only), each (y0, y1, x0, x1) in page pixels: inverted
+            exactly and normalised on their own.
+        band_levels: each band's (ground, paper around it), grey in [0, 1].
+        band_edge: pixels on each side of a band's edge where its blurred ramp is looked for.
     """
 
     mode: str = "normal"
@@ -84,6 +119,9 @@ class Polarity:
     edge: np.ndarray | None = None
     regions: int = 0
     score: float = 0.0
+    bands: tuple[tuple[int, int, int, int], ...] = ()
+    band_levels: tuple[tuple[float, float], ...] = ()
+    band_edge: int = 0
 
     @property
     def decision(self) -> str:
@@ -101,7 +139,56 @@ class Polarity:
             return None
         if self.mode == "inverted":
             return torch.ones_like(x)
-        assert self.inside is not None and self.edge is not None
+        m = self._block_mask(x, y0, x0)
+        band = self.band_mask(x.shape, y0, x0, x.device)
+        if band is None:
+            return m
+        return band if m is None else torch.maximum(m, band)
+
+    def band_mask(self, shape: tuple[int, ...], y0: int, x0: int, device: torch.device | str = "cpu"
+                  ) -> torch.Tensor | None:
+        """1 on the pixels of a tile inside a band, else 0; None when no band reaches the tile."""
+        h, w = shape[-2], shape[-1]
+        m = None
+        for by0, by1, bx0, bx1 in self.bands:
+            ya, yb, xa, xb = max(by0 - y0, 0), min(by1 - y0, h), max(bx0 - x0, 0), min(bx1 - x0, w)
+            if ya < yb and xa < xb:
+                if m is None:
+                    m = torch.zeros((h, w), dtype=torch.float32, device=device)
+                m[ya:yb, xa:xb] = 1.0
+        return m
+
+    def band_edge_mask(self, x: torch.Tensor, y0: int, x0: int) -> torch.Tensor | None:
+        """The pixels of a tile (grey in [0, 1], H×W, as read) on a band's blurred edge, or None.
+
+        A printed band's edge is a ramp from its ground to the paper a pixel or two wide: inverted or not,
+        its middle would reach the model as a grey line all round the band. Within :attr:`band_edge` of the
+        edge, pixels whose grey lies in the middle third between the band's ground and the paper are that
+        ramp (a stroke crossing the edge is darker or lighter) and are given to the model as paper.
+        """
+        r = self.band_edge
+        if not r:
+            return None
+        h, w = x.shape
+        m = None
+        for (by0, by1, bx0, bx1), (ground, paper) in zip(self.bands, self.band_levels, strict=True):
+            ya, yb, xa, xb = max(by0 - r - y0, 0), min(by1 + r - y0, h), max(bx0 - r - x0, 0), min(bx1 + r - x0, w)
+            if ya >= yb or xa >= xb:
+                continue
+            ring = torch.ones((yb - ya, xb - xa), dtype=torch.bool, device=x.device)
+            ia, ib = max(by0 + r - y0, ya) - ya, min(by1 - r - y0, yb) - ya
+            ja, jb = max(bx0 + r - x0, xa) - xa, min(bx1 - r - x0, xb) - xa
+            if ia < ib and ja < jb:
+                ring[ia:ib, ja:jb] = False
+            ramp = ring & ((x[ya:yb, xa:xb] - (ground + paper) / 2).abs() < (paper - ground) / 6)
+            if m is None:
+                m = torch.zeros((h, w), dtype=torch.bool, device=x.device)
+            m[ya:yb, xa:xb] |= ramp
+        return m
+
+    def _block_mask(self, x: torch.Tensor, y0: int, x0: int) -> torch.Tensor | None:
+        if self.inside is None or self.edge is None:
+            return None
         b = self.block
         h, w = x.shape
         by0, bx0 = y0 // b, x0 // b
@@ -125,16 +212,25 @@ class Polarity:
             m = torch.maximum(m, up(edge) * (local < self.threshold).float())
         return m
 
+    def band_sample(self, shape: tuple[int, int], step: int) -> np.ndarray:
+        """Which pixels of a subsample (every ``step``-th pixel) lie inside a band."""
+        ys, xs = np.arange(shape[0]) * step, np.arange(shape[1]) * step
+        m = np.zeros(shape, bool)
+        for y0, y1, x0, x1 in self.bands:
+            m |= ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
+        return m
+
     def invert_sample(self, sample: np.ndarray, step: int) -> np.ndarray:
         """Apply the decision to a subsample (every ``step``-th pixel, float in [0, 1]), for page statistics."""
         if self.mode == "normal":
             return sample
         if self.mode == "inverted":
             return 1.0 - sample
-        assert self.inside is not None and self.edge is not None
-        ys = np.minimum((np.arange(sample.shape[0]) * step) // self.block, self.inside.shape[0] - 1)
-        xs = np.minimum((np.arange(sample.shape[1]) * step) // self.block, self.inside.shape[1] - 1)
-        m = self.inside[np.ix_(ys, xs)] | (self.edge[np.ix_(ys, xs)] & (sample < self.threshold))
+        m = self.band_sample(sample.shape, step)
+        if self.inside is not None and self.edge is not None:
+            ys = np.minimum((np.arange(sample.shape[0]) * step) // self.block, self.inside.shape[0] - 1)
+            xs = np.minimum((np.arange(sample.shape[1]) * step) // self.block, self.inside.shape[1] - 1)
+            m |= self.inside[np.ix_(ys, xs)] | (self.edge[np.ix_(ys, xs)] & (sample < self.threshold))
         return np.where(m, 1.0 - sample, sample)
 
 
@@ -251,7 +347,17 @@ def detect(data: np.ndarray, scale: float = 255.0, mode: str = "auto", check: Mo
     light_blocks = strokes & (light > DOMINANCE * dark)
     if score > 0 and not _on_local_ground(med, light, light_blocks) and _page_inverted(data, scale, score, check):
         return Polarity("inverted", score=score)
-    return _regions(data, scale, med, light_blocks, score, check)
+    bands = _find_bands(data, scale, p25, med)
+    if bands:
+        b = BLOCK
+        for (y0, y1, x0, x1), _ in bands:  # the blocks of a band are not searched again
+            light_blocks[y0 // b:-(-y1 // b), x0 // b:-(-x1 // b)] = False
+    pol = _regions(data, scale, med, light_blocks, score, check)
+    if bands:
+        pol.mode, pol.regions = "regions", pol.regions + len(bands)
+        pol.bands, pol.band_levels = tuple(b for b, _ in bands), tuple(v for _, v in bands)
+        pol.band_edge = BAND_EDGE * max(1, math.ceil(math.sqrt(data.size / BAND_PIXELS)))
+    return pol
 
 
 def _regions(data: np.ndarray, scale: float, med: np.ndarray, light_blocks: np.ndarray, score: float,
@@ -290,3 +396,183 @@ def _regions(data: np.ndarray, scale: float, med: np.ndarray, light_blocks: np.n
     inside = ndimage.binary_erosion(region, structure=np.ones((3, 3), bool), border_value=1)
     edge = ndimage.binary_dilation(region, structure=np.ones((3, 3), bool)) & ~inside
     return Polarity("regions", float(min(levels)), b, inside, edge, len(levels), score)
+
+
+def find_bands(data: np.ndarray, scale: float = 255.0) -> list[tuple[int, int, int, int]]:
+    """Reverse-printed bands of a page: dark rectangles, parallel to its edges, holding light text.
+
+    See the module's description and the ``BAND_*`` constants for the tests a dark area must pass. Edges are
+    exact to a pixel of the reduced page (:data:`BAND_PIXELS`); a skewed page gives its bands' bounding
+    rectangles (deskew first for exact edges).
+
+    Args:
+        data: the page, H×W grey (0 = black), any numeric dtype.
+        scale: the value of white in ``data``.
+
+    Returns:
+        (y0, y1, x0, x1) of each band in page pixels.
+    """
+    if data.size == 0:
+        return []
+    _, p25, med, _, _ = block_percentiles(data, scale)
+    return [box for box, _ in _find_bands(data, scale, p25, med)]
+
+
+def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
+                ) -> list[tuple[tuple[int, int, int, int], tuple[float, float]]]:
+    """:func:`find_bands` with each band's (ground, paper around it) in [0, 1], given the page's block
+    percentiles: only the areas around blocks at least a quarter dark ground are searched (most pages
+    have few or none; the search costs some 0.05 s per searched megapixel)."""
+    from scipy import ndimage
+
+    paper = float(np.percentile(med, 75))
+    dark = p25 < paper - BAND_CONTRAST
+    if not dark.any():
+        return []
+    k = max(1, math.ceil(math.sqrt(data.size / BAND_PIXELS)))
+    g = reduce(data, scale, BAND_PIXELS)
+    thick = np.ones_like(g)
+    cand = np.zeros(g.shape, bool)
+    b, margin = BLOCK / k, 2 * BAND_CLOSE + 20
+    groups, _ = ndimage.label(_grow(dark, 1), structure=np.ones((3, 3), bool))
+    for sl in ndimage.find_objects(groups):
+        if sl is None:
+            continue
+        crop = tuple(slice(max(0, int(s.start * b) - margin), min(n, math.ceil(s.stop * b) + margin))
+                     for s, n in zip(sl, g.shape, strict=True))
+        t = _grey_close(_grey_open(g[crop], BAND_OPEN), BAND_CLOSE)
+        thick[crop] = t
+        cand[crop] |= _open(t < paper - BAND_CONTRAST, BAND_SIDE)
+    labels, _ = ndimage.label(cand)
+    out = []
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        found = _band(g, thick, labels, i, sl, paper)
+        if found is None:
+            continue
+        box, levels = found
+        y0, y1, x0, x1 = (v * k for v in box)
+        # a band reaching the reduced page's far edge reaches the page's (what the reduction cut off)
+        y1 = data.shape[0] if box[1] >= g.shape[0] else y1
+        x1 = data.shape[1] if box[3] >= g.shape[1] else x1
+        out.append(((y0, y1, x0, x1), levels))
+    return out
+
+
+def _slide(a: np.ndarray, k: int, axis: int, op: Callable[..., np.ndarray], lo: int,
+           fill: float | bool | None) -> np.ndarray:
+    """``op`` (``np.minimum`` or ``np.maximum``) over the window ``a[i + lo : i + lo + k]`` along ``axis``.
+
+    Beyond the array the window sees ``fill``, or the edge value when it is None. By doubling (log2 k
+    element-wise passes): several times faster than scipy's 1-D filters, which set the band search's cost.
+    """
+    n = a.shape[axis]
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (-lo, k - 1 + lo)
+    p = np.pad(a, pad, mode="edge") if fill is None else np.pad(a, pad, constant_values=fill)
+
+    def part(f: np.ndarray, start: int, length: int) -> np.ndarray:
+        return f[(slice(None),) * axis + (slice(start, start + length),)]
+
+    f, w = p, 1
+    while 2 * w <= k:
+        f = op(part(f, 0, f.shape[axis] - w), part(f, w, f.shape[axis] - w))
+        w *= 2
+    return op(part(f, 0, n), part(f, k - w, n))
+
+
+def _filter(a: np.ndarray, k: int, op: Callable[..., np.ndarray], fill: float | bool | None = None,
+            reflect: bool = False) -> np.ndarray:
+    """A k×k minimum or maximum filter (``reflect``: the window mirrored, for the second half of an opening
+    or closing with an even ``k``)."""
+    lo = -(k - 1 - k // 2) if reflect else -(k // 2)
+    return _slide(_slide(a, k, 0, op, lo, fill), k, 1, op, lo, fill)
+
+
+def _grey_open(a: np.ndarray, k: int) -> np.ndarray:
+    """Grey opening by a k×k square: light features narrower than k removed."""
+    return _filter(_filter(a, k, np.minimum), k, np.maximum, reflect=True)
+
+
+def _grey_close(a: np.ndarray, k: int) -> np.ndarray:
+    """Grey closing by a k×k square: dark features narrower than k removed."""
+    return _filter(_filter(a, k, np.maximum), k, np.minimum, reflect=True)
+
+
+def _open(mask: np.ndarray, side: int) -> np.ndarray:
+    """Binary opening by a ``side``-pixel square: the union of all such squares that fit in the mask."""
+    return _filter(_filter(mask, side, np.minimum, False), side, np.maximum, False, reflect=True)
+
+
+def _grow(mask: np.ndarray, r: int) -> np.ndarray:
+    """A mask grown by ``r`` pixels (a square's reach)."""
+    return _filter(mask, 2 * r + 1, np.maximum, False)
+
+
+def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tuple[slice, slice],
+          paper: float) -> tuple[tuple[int, int, int, int], tuple[float, float]] | None:
+    """The rectangle of a thick dark area when it passes as a band (page coordinates of ``g``) and its
+    (ground, paper around it), else None."""
+    from scipy import ndimage
+
+    h, w = g.shape
+    win = tuple(slice(max(0, s.start - 20), min(n, s.stop + 20)) for s, n in zip(sl, g.shape, strict=True))
+    oy, ox = win[0].start, win[1].start
+    comp = labels[win] == i
+    if int(comp.sum()) < BAND_AREA:
+        return None
+    tw, gw = thick[win], g[win]
+    ground = float(np.median(tw[comp]))
+    ring = _grow(comp, 15) & ~_grow(comp, 5)
+    local = float(np.median(tw[ring])) if ring.any() else paper
+    contrast = local - ground
+    if contrast < BAND_CONTRAST:
+        return None
+    mid = (ground + local) / 2
+    reg = _open((tw < mid) & _grow(comp, 3), BAND_SIDE)
+    parts, n = ndimage.label(reg)
+    if n == 0:
+        return None
+    reg = parts == 1 + int(np.argmax(ndimage.sum(reg, parts, range(1, n + 1))))
+    reg = ndimage.binary_fill_holes(reg)
+    shut = _filter(_grow(reg, BAND_CLOSE // 2), BAND_CLOSE, np.minimum) | reg
+    ys, xs = np.nonzero(reg)
+    ya, yb = (int(v) for v in np.percentile(ys, [1, 99]))
+    xa, xb = (int(v) for v in np.percentile(xs, [1, 99]))
+    # the edges: the outermost rows (columns) that cover at least half the band's width (height)
+    rows = np.flatnonzero(shut[:, xa:xb + 1].mean(axis=1) >= 0.5)
+    if rows.size == 0:
+        return None
+    y0, y1 = int(rows[0]), int(rows[-1]) + 1
+    cols = np.flatnonzero(shut[y0:y1].mean(axis=0) >= 0.5)
+    if cols.size == 0:
+        return None
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    if min(y1 - y0, x1 - x0) < BAND_SIDE or float(shut[y0:y1, x0:x1].mean()) < BAND_FILL:
+        return None
+    # a dark area along a page edge (a scan border, a binding shadow) is not a band
+    vertical = y1 - y0 > x1 - x0
+    if (ox + x0 < 3 or ox + x1 > w - 3) if vertical else (oy + y0 < 3 or oy + y1 > h - 3):
+        return None
+    # inside, the band's light text is removed up to the width dark text is removed outside
+    solid = _grey_open(gw, BAND_CLOSE)
+    for strip_in, strip_out, off_page in (
+            (solid[y0 + 3:y0 + 7, x0:x1], tw[max(0, y0 - 6):max(0, y0 - 2), x0:x1], oy + y0 < 7),
+            (solid[y1 - 7:y1 - 3, x0:x1], tw[y1 + 2:y1 + 6, x0:x1], oy + y1 > h - 7),
+            (solid[y0:y1, x0 + 3:x0 + 7], tw[y0:y1, max(0, x0 - 6):max(0, x0 - 2)], ox + x0 < 7),
+            (solid[y0:y1, x1 - 7:x1 - 3], tw[y0:y1, x1 + 2:x1 + 6], ox + x1 > w - 7)):
+        straight = float((strip_in < mid).mean()) if strip_in.size else 0.0
+        if not off_page and strip_out.size:
+            straight = min(straight, float((strip_out >= mid).mean()))
+        if straight < BAND_STRAIGHT:
+            return None
+    inner = _filter(reg[y0:y1, x0:x1], 7, np.minimum, False)
+    vals = gw[y0:y1, x0:x1][inner]
+    if vals.size == 0:
+        return None
+    if float((np.abs(vals - ground) < 0.2 * contrast).mean()) < BAND_FLAT:
+        return None
+    if float((vals > ground + 0.3 * contrast).mean()) < BAND_LIGHT:
+        return None
+    return (oy + y0, oy + y1, ox + x0, ox + x1), (ground, local)
