@@ -270,13 +270,22 @@ def block_percentiles(data: np.ndarray, scale: float, block: int = BLOCK) -> np.
 
 
 def reduce(area: np.ndarray, scale: float, pixels: int = CHECK_PIXELS) -> np.ndarray:
-    """An area of the page as float in [0, 1], reduced by whole blocks to at most about ``pixels``."""
+    """An area of the page as float in [0, 1], reduced by whole blocks to at most about ``pixels``.
+
+    Strip by strip, so a huge page is never copied whole (its columns beyond the last whole block make a
+    slice that numpy can only reshape by copying).
+    """
     k = max(1, math.ceil(math.sqrt(area.size / pixels)))
     h, w = (area.shape[0] // k) * k, (area.shape[1] // k) * k
     if k == 1 or h == 0 or w == 0:
         return area.astype(np.float32) / np.float32(scale)
-    a = area[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3), dtype=np.float32)
-    return a / np.float32(scale)
+    out = np.empty((h // k, w // k), np.float32)
+    rows = k * max(1, 256 // k)
+    for r0 in range(0, h, rows):
+        strip = area[r0:min(h, r0 + rows), :w]
+        out[r0 // k:(r0 + strip.shape[0]) // k] = strip.reshape(strip.shape[0] // k, k, w // k, k).mean(
+            axis=(1, 3), dtype=np.float32)
+    return out / np.float32(scale)
 
 
 def _views(area: np.ndarray, scale: float, check: ModelCheck) -> tuple[tuple[float, float], tuple[float, float]]:
