@@ -72,6 +72,34 @@ def test_a_printed_band_is_found_to_the_pixel() -> None:
     assert abs(by0 - 5 * y0) <= 5 and abs(by1 - 5 * y1) <= 5 and (bx0, bx1) == (0, big.shape[1])
 
 
+def stroke_page(w: int, h: int, seed: int = 0) -> np.ndarray:
+    """Lines of short dark strokes, as dense as running text: reduced many times, a grey texture."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", (w, h), 225)
+    d = ImageDraw.Draw(img)
+    for top in range(40, h - 40, 36):
+        x = 30
+        while x < w - 80:
+            word = int(rng.integers(30, 140))
+            for _ in range(word // 10):
+                x0, y0 = x + int(rng.integers(0, word)), top + int(rng.integers(2, 14))
+                d.line((x0, y0, x0 + int(rng.integers(-6, 9)), y0 + int(rng.integers(6, 18))), fill=40, width=3)
+            x += word + int(rng.integers(14, 30))
+    return np.asarray(img).copy()
+
+
+def test_a_band_is_found_on_a_page_reduced_until_its_text_is_grey(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a huge page is searched reduced some 10 times: its lines of text turn into a grey as far below the
+    # paper as a band's ground is, and join the band unless the search also cuts nearer the band's ground
+    page = stroke_page(1600, 1600)
+    page[400:700] = 245 - page[400:700]
+    monkeypatch.setattr("ocrobin.polarity.BAND_PIXELS", 20_000)
+    (y0, y1, x0, x1), = find_bands(page)
+    assert abs(y0 - 400) <= 13 and abs(y1 - 700) <= 13 and (x0, x1) == (0, 1600)
+
+
 def dark_things(kind: str) -> np.ndarray:
     """A text page with a dark area that is not a reverse-printed band (each with light marks inside)."""
     rng = np.random.default_rng(3)

@@ -441,7 +441,10 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
     k = max(1, math.ceil(math.sqrt(data.size / BAND_PIXELS)))
     g = reduce(data, scale, BAND_PIXELS)
     thick = np.ones_like(g)
-    cand = np.zeros(g.shape, bool)
+    # dark: below the paper by the contrast; and, tried second, also nearer the darkest ground than the
+    # paper (on a much reduced page lines of text turn into a grey that joins a band; at full scale the
+    # stricter cut can split a band where its light text reaches across it)
+    loose, strict = np.zeros(g.shape, bool), np.zeros(g.shape, bool)
     b, margin = BLOCK / k, 2 * BAND_CLOSE + 20
     groups, _ = ndimage.label(_grow(dark, 1), structure=np.ones((3, 3), bool))
     for sl in ndimage.find_objects(groups):
@@ -451,21 +454,28 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
                      for s, n in zip(sl, g.shape, strict=True))
         t = _grey_close(_grey_open(g[crop], BAND_OPEN), BAND_CLOSE)
         thick[crop] = t
-        cand[crop] |= _open(t < paper - BAND_CONTRAST, BAND_SIDE)
-    labels, _ = ndimage.label(cand)
-    out = []
-    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        found = _band(g, thick, labels, i, sl, paper)
-        if found is None:
-            continue
-        box, levels = found
-        y0, y1, x0, x1 = (v * k for v in box)
-        # a band reaching the reduced page's far edge reaches the page's (what the reduction cut off)
-        y1 = data.shape[0] if box[1] >= g.shape[0] else y1
-        x1 = data.shape[1] if box[3] >= g.shape[1] else x1
-        out.append(((y0, y1, x0, x1), levels))
+        loose[crop] |= _open(t < paper - BAND_CONTRAST, BAND_SIDE)
+        strict[crop] |= _open(t < min(paper - BAND_CONTRAST, (paper + float(np.percentile(t, 1))) / 2), BAND_SIDE)
+    out: list[tuple[tuple[int, int, int, int], tuple[float, float]]] = []
+    taken = np.zeros(g.shape, bool)
+    for cand in (loose, strict):
+        labels, _ = ndimage.label(cand & ~taken)
+        for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+            if sl is None:
+                continue
+            found = _band(g, thick, labels, i, sl, paper, text=k == 1)
+            if found is None:
+                continue
+            box, levels = found
+            if taken[box[0]:box[1], box[2]:box[3]].any():
+                continue
+            y0, y1, x0, x1 = (v * k for v in box)
+            # a band reaching the reduced page's far edge reaches the page's (what the reduction cut off)
+            y1 = data.shape[0] if box[1] >= g.shape[0] else y1
+            x1 = data.shape[1] if box[3] >= g.shape[1] else x1
+            if k == 1 or _holds_text(data, scale, (y0, y1, x0, x1), levels, 3 * k):
+                out.append(((y0, y1, x0, x1), levels))
+                taken[box[0]:box[1], box[2]:box[3]] = True
     return out
 
 
@@ -520,9 +530,10 @@ def _grow(mask: np.ndarray, r: int) -> np.ndarray:
 
 
 def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tuple[slice, slice],
-          paper: float) -> tuple[tuple[int, int, int, int], tuple[float, float]] | None:
+          paper: float, text: bool) -> tuple[tuple[int, int, int, int], tuple[float, float]] | None:
     """The rectangle of a thick dark area when it passes as a band (page coordinates of ``g``) and its
-    (ground, paper around it), else None."""
+    (ground, paper around it), else None. ``text``: look for its light text here (else the caller looks
+    on the page's own pixels)."""
     from scipy import ndimage
 
     h, w = g.shape
@@ -582,6 +593,20 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
         return None
     if float((np.abs(vals - ground) < 0.2 * contrast).mean()) < BAND_FLAT:
         return None
-    if float((vals > ground + 0.3 * contrast).mean()) < BAND_LIGHT:
+    if text and float((vals > ground + 0.3 * contrast).mean()) < BAND_LIGHT:
         return None
     return (oy + y0, oy + y1, ox + x0, ox + x1), (ground, local)
+
+
+def _holds_text(data: np.ndarray, scale: float, box: tuple[int, int, int, int], levels: tuple[float, float],
+                margin: int) -> bool:
+    """Light text inside a band, looked for in the page's own pixels (on a reduced huge page a band's
+    strokes average away), about a million of them at most."""
+    y0, y1, x0, x1 = box
+    y0, y1, x0, x1 = y0 + margin, y1 - margin, x0 + margin, x1 - margin
+    if y1 <= y0 or x1 <= x0:
+        return False
+    step = max(1, int(math.sqrt((y1 - y0) * (x1 - x0) / 1_000_000)))
+    vals = data[y0:y1:step, x0:x1:step].astype(np.float32) / np.float32(scale)
+    ground, paper = levels
+    return float((vals > ground + 0.3 * (paper - ground)).mean()) >= BAND_LIGHT
