@@ -474,6 +474,8 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
             y1 = data.shape[0] if box[1] >= g.shape[0] else y1
             x1 = data.shape[1] if box[3] >= g.shape[1] else x1
             if k == 1 or _holds_text(data, scale, (y0, y1, x0, x1), levels, 3 * k):
+                if k > 1:
+                    y0, y1, x0, x1 = _exact_edges(data, scale, (y0, y1, x0, x1), levels, k)
                 out.append(((y0, y1, x0, x1), levels))
                 taken[box[0]:box[1], box[2]:box[3]] = True
     return out
@@ -596,6 +598,37 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
     if text and float((vals > ground + 0.3 * contrast).mean()) < BAND_LIGHT:
         return None
     return (oy + y0, oy + y1, ox + x0, ox + x1), (ground, local)
+
+
+def _exact_edges(data: np.ndarray, scale: float, box: tuple[int, int, int, int], levels: tuple[float, float],
+                 k: int) -> tuple[int, int, int, int]:
+    """A band's edges found on a reduced page, placed to the pixel on the page itself: within 2k pixels of
+    each, the first row (column) from outside whose median, along the band, is darker than its mid level."""
+    y0, y1, x0, x1 = box
+    h, w = data.shape
+    mid = float(np.mean(levels)) * scale
+    step = max(1, (x1 - x0) // 2000), max(1, (y1 - y0) // 2000)
+
+    def rows(a: int, b: int) -> np.ndarray:  # median grey of rows a..b-1 along the band
+        return np.median(data[a:b, x0:x1:step[0]], axis=1)
+
+    def cols(a: int, b: int) -> np.ndarray:
+        return np.median(data[y0:y1:step[1], a:b], axis=0)
+
+    r = 2 * k
+    a = max(0, y0 - r)
+    dark = np.flatnonzero(rows(a, min(h, y0 + r)) < mid)
+    top = a + int(dark[0]) if dark.size else y0
+    b = min(h, y1 + r)
+    dark = np.flatnonzero(rows(max(0, y1 - r), b) < mid)
+    bottom = max(0, y1 - r) + int(dark[-1]) + 1 if dark.size else y1
+    a = max(0, x0 - r)
+    dark = np.flatnonzero(cols(a, min(w, x0 + r)) < mid)
+    left = a + int(dark[0]) if dark.size else x0
+    b = min(w, x1 + r)
+    dark = np.flatnonzero(cols(max(0, x1 - r), b) < mid)
+    right = max(0, x1 - r) + int(dark[-1]) + 1 if dark.size else x1
+    return top, bottom, left, right
 
 
 def _holds_text(data: np.ndarray, scale: float, box: tuple[int, int, int, int], levels: tuple[float, float],
