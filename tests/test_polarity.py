@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -71,28 +74,15 @@ def test_a_printed_band_is_found_to_the_pixel() -> None:
     assert find_bands(big) == [(5 * y0, 5 * y1, 0, big.shape[1])]
 
 
-def stroke_page(w: int, h: int, seed: int = 0) -> np.ndarray:
-    """Lines of short dark strokes, as dense as running text: reduced many times, a grey texture."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    img = Image.new("L", (w, h), 225)
-    d = ImageDraw.Draw(img)
-    for top in range(40, h - 40, 36):
-        x = 30
-        while x < w - 80:
-            word = int(rng.integers(30, 140))
-            for _ in range(word // 10):
-                x0, y0 = x + int(rng.integers(0, word)), top + int(rng.integers(2, 14))
-                d.line((x0, y0, x0 + int(rng.integers(-6, 9)), y0 + int(rng.integers(6, 18))), fill=40, width=3)
-            x += word + int(rng.integers(14, 30))
-    return np.asarray(img).copy()
-
-
 def test_a_band_is_found_on_a_page_reduced_until_its_text_is_grey(monkeypatch: pytest.MonkeyPatch) -> None:
     # a huge page is searched reduced some 10 times: its lines of text turn into a grey as far below the
     # paper as a band's ground is, and join the band unless the search also cuts nearer the band's ground
-    page = stroke_page(1600, 1600)
+    # the benchmarks' page: lines of short strokes, as dense as text
+    spec = importlib.util.spec_from_file_location("pages", Path(__file__).parent.parent / "benchmarks" / "pages.py")
+    assert spec is not None and spec.loader is not None
+    pages = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pages)
+    page = pages.synthetic_page(1600, 1600)
     page[400:700] = 245 - page[400:700]
     monkeypatch.setattr("ocrobin.polarity.BAND_PIXELS", 20_000)
     assert find_bands(page) == [(400, 700, 0, 1600)]

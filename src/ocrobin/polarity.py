@@ -629,18 +629,17 @@ def _exact_edges(data: np.ndarray, scale: float, box: tuple[int, int, int, int],
         return np.median(data[y0:y1:step[1], a:b], axis=0)
 
     r = 2 * k
-    a = max(0, y0 - r)
-    dark = np.flatnonzero(rows(a, min(h, y0 + r)) < mid)
-    top = a + int(dark[0]) if dark.size else y0
-    b = min(h, y1 + r)
-    dark = np.flatnonzero(rows(max(0, y1 - r), b) < mid)
-    bottom = max(0, y1 - r) + int(dark[-1]) + 1 if dark.size else y1
-    a = max(0, x0 - r)
-    dark = np.flatnonzero(cols(a, min(w, x0 + r)) < mid)
-    left = a + int(dark[0]) if dark.size else x0
-    b = min(w, x1 + r)
-    dark = np.flatnonzero(cols(max(0, x1 - r), b) < mid)
-    right = max(0, x1 - r) + int(dark[-1]) + 1 if dark.size else x1
+
+    def span(profile: Callable[[int, int], np.ndarray], lo: int, hi: int, n: int) -> tuple[int, int]:
+        a = max(0, lo - r)
+        dark = np.flatnonzero(profile(a, min(n, lo + r)) < mid)
+        first = a + int(dark[0]) if dark.size else lo
+        a = max(0, hi - r)
+        dark = np.flatnonzero(profile(a, min(n, hi + r)) < mid)
+        return first, (a + int(dark[-1]) + 1 if dark.size else hi)
+
+    top, bottom = span(rows, y0, y1, h)
+    left, right = span(cols, x0, x1, w)
     return top, bottom, left, right
 
 
