@@ -65,7 +65,7 @@ LOCAL_GROUND = 0.15
 #: Pixels the model looks at when it confirms a decision (the area is reduced to this size).
 CHECK_PIXELS = 400_000
 #: Bands (:func:`find_bands`) are looked for on the page reduced to at most this many pixels.
-BAND_PIXELS = 2_000_000
+BAND_PIXELS = 1_000_000
 #: Light strokes narrower than this are first removed from the page by a grey opening, then dark strokes
 #: narrower than :data:`BAND_CLOSE` by a grey closing: what is still dark is a thick dark area (pixels of
 #: the reduced page; both keep the straight edges of a large rectangle where they are).
@@ -270,15 +270,20 @@ def block_percentiles(data: np.ndarray, scale: float, block: int = BLOCK) -> np.
 
 
 def reduce(area: np.ndarray, scale: float, pixels: int = CHECK_PIXELS) -> np.ndarray:
-    """An area of the page as float in [0, 1], reduced by whole blocks to at most about ``pixels``.
+    """An area of the page as float in [0, 1], reduced by whole blocks to at most about ``pixels``."""
+    return reduce_by(area, scale, max(1, math.ceil(math.sqrt(area.size / pixels))))
+
+
+def reduce_by(area: np.ndarray, scale: float, k: int) -> np.ndarray:
+    """An area as float in [0, 1], each k×k block its mean (the last rows and columns short of a block
+    dropped).
 
     Strip by strip, so a huge page is never copied whole (its columns beyond the last whole block make a
     slice that numpy can only reshape by copying).
     """
-    k = max(1, math.ceil(math.sqrt(area.size / pixels)))
     h, w = (area.shape[0] // k) * k, (area.shape[1] // k) * k
     if k == 1 or h == 0 or w == 0:
-        return area.astype(np.float32) / np.float32(scale)
+        return area[:h, :w].astype(np.float32) / np.float32(scale)
     out = np.empty((h // k, w // k), np.float32)
     rows = k * max(1, 256 // k)
     for r0 in range(0, h, rows):
@@ -439,7 +444,7 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
     if not dark.any():
         return []
     k = max(1, math.ceil(math.sqrt(data.size / BAND_PIXELS)))
-    g = reduce(data, scale, BAND_PIXELS)
+    g = np.ones((data.shape[0] // k, data.shape[1] // k), np.float32)  # reduced where searched, else paper
     thick = np.ones_like(g)
     # dark: below the paper by the contrast; and, tried second, also nearer the darkest ground than the
     # paper (on a much reduced page lines of text turn into a grey that joins a band; at full scale the
@@ -454,6 +459,7 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
             continue
         crop = tuple(slice(max(0, int(s.start * b) - margin), min(n, math.ceil(s.stop * b) + margin))
                      for s, n in zip(sl, g.shape, strict=True))
+        g[crop] = reduce_by(data[crop[0].start * k:crop[0].stop * k, crop[1].start * k:crop[1].stop * k], scale, k)
         t = _grey_close(_grey_open(g[crop], BAND_OPEN), BAND_CLOSE)
         thick[crop] = t
         loose[crop] |= _open(t < paper - BAND_CONTRAST, BAND_SIDE)
@@ -492,12 +498,17 @@ def _slide(a: np.ndarray, k: int, axis: int, op: Callable[..., np.ndarray], lo: 
     element-wise passes): several times faster than scipy's 1-D filters, which set the band search's cost.
     """
     n = a.shape[axis]
-    pad = [(0, 0)] * a.ndim
-    pad[axis] = (-lo, k - 1 + lo)
-    p = np.pad(a, pad, mode="edge") if fill is None else np.pad(a, pad, constant_values=fill)
+    before, after = -lo, k - 1 + lo
 
     def part(f: np.ndarray, start: int, length: int) -> np.ndarray:
         return f[(slice(None),) * axis + (slice(start, start + length),)]
+
+    shape = list(a.shape)
+    shape[axis] = n + before + after
+    p = np.empty(shape, a.dtype)  # padded by hand: np.pad's overhead is most of a small window's cost
+    part(p, before, n)[...] = a
+    part(p, 0, before)[...] = part(a, 0, 1) if fill is None else fill
+    part(p, before + n, after)[...] = part(a, n - 1, 1) if fill is None else fill
 
     f, w = p, 1
     while 2 * w <= k:
