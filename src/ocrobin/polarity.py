@@ -370,7 +370,7 @@ def detect(data: np.ndarray, scale: float = 255.0, mode: str = "auto", check: Mo
     if bands:
         pol.mode, pol.regions = "regions", pol.regions + len(bands)
         pol.bands, pol.band_levels = tuple(b for b, _ in bands), tuple(v for _, v in bands)
-        pol.band_edge = BAND_EDGE * max(1, math.ceil(math.sqrt(data.size / BAND_PIXELS)))
+        pol.band_edge = BAND_EDGE * _band_scale(data)
     return pol
 
 
@@ -432,6 +432,11 @@ def find_bands(data: np.ndarray, scale: float = 255.0) -> list[tuple[int, int, i
     return [box for box, _ in _find_bands(data, scale, p25, med)]
 
 
+def _band_scale(data: np.ndarray) -> int:
+    """How many times a page is reduced for the band search (to at most :data:`BAND_PIXELS`)."""
+    return max(1, math.ceil(math.sqrt(data.size / BAND_PIXELS)))
+
+
 def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
                 ) -> list[tuple[tuple[int, int, int, int], tuple[float, float]]]:
     """:func:`find_bands` with each band's (ground, paper around it) in [0, 1], given the page's block
@@ -443,7 +448,7 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
     dark = p25 < paper - BAND_CONTRAST
     if not dark.any():
         return []
-    k = max(1, math.ceil(math.sqrt(data.size / BAND_PIXELS)))
+    k = _band_scale(data)
     g = np.ones((data.shape[0] // k, data.shape[1] // k), np.float32)  # reduced where searched, else paper
     thick = np.ones_like(g)
     # dark: below the paper by the contrast; and, tried second, also nearer the darkest ground than the
