@@ -487,11 +487,12 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
             # a band reaching the reduced page's far edge reaches the page's (what the reduction cut off)
             y1 = data.shape[0] if box[1] >= g.shape[0] else y1
             x1 = data.shape[1] if box[3] >= g.shape[1] else x1
-            if k == 1 or _holds_text(data, scale, (y0, y1, x0, x1), levels, 3 * k):
-                if k > 1:
-                    y0, y1, x0, x1 = _exact_edges(data, scale, (y0, y1, x0, x1), levels, k)
-                out.append(((y0, y1, x0, x1), levels))
-                taken[box[0]:box[1], box[2]:box[3]] = True
+            if k > 1:  # a reduced page: its text and exact edges are looked for on the page's own pixels
+                if not _holds_text(data, scale, (y0, y1, x0, x1), levels, 3 * k):
+                    continue
+                y0, y1, x0, x1 = _exact_edges(data, scale, (y0, y1, x0, x1), levels, k)
+            out.append(((y0, y1, x0, x1), levels))
+            taken[box[0]:box[1], box[2]:box[3]] = True
     return out
 
 
@@ -552,7 +553,7 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
     labels, _ = ndimage.label(~mask)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return mask | ~np.isin(labels, edge[edge > 0]) & (labels > 0)
+    return mask | (~np.isin(labels, edge[edge > 0]) & (labels > 0))
 
 
 def _grow(mask: np.ndarray, r: int) -> np.ndarray:
