@@ -44,6 +44,23 @@ def text_page(h: int = 96, w: int = 160, seed: int = 0) -> np.ndarray:
     return np.clip(a, 0, 255).astype(np.uint8)
 
 
+def page_with_band(h: int = 448, w: int = 320, seed: int = 0, uneven: bool = False
+                   ) -> tuple[np.ndarray, tuple[int, int]]:
+    """A text page whose rows 160..256 are a dark band holding light text (a reverse-printed heading), with a
+    margin of paper between it and the text above and below (text nearer than a block may be inverted).
+
+    ``uneven``: the band's ground darkens from right to left by 150 grey levels, so it is not a flat printed
+    band (:func:`ocrobin.polarity.find_bands`) and only the block search can find it."""
+    paper = np.full((32, w), 230, np.uint8)
+    page = np.vstack([text_page(128, w, seed), paper, text_page(96, w, seed + 1), paper,
+                      text_page(h - 288, w, seed + 2)])
+    band = 255 - page[160:256].astype(np.float32) - 10
+    if uneven:
+        band += np.linspace(0, 150, w)[None, :]
+    page[160:256] = np.clip(band, 0, 255).astype(np.uint8)
+    return page, (160, 256)
+
+
 @pytest.fixture
 def page() -> np.ndarray:
     return text_page()

@@ -11,28 +11,12 @@ import torch
 from torch import nn
 
 from ocrobin import Binarizer
+from ocrobin.infer import model_view
 from ocrobin.modelfile import ModelInfo
-from ocrobin.models import page_norm_mapping
-from ocrobin.polarity import BLOCK, Polarity, block_percentiles, detect, find_bands
+from ocrobin.models import normalize_page, page_norm_mapping
+from ocrobin.polarity import BLOCK, Polarity, block_percentiles, detect, detect_bands, find_bands
 
-from .conftest import text_page
-
-
-def page_with_band(h: int = 448, w: int = 320, seed: int = 0, uneven: bool = False
-                   ) -> tuple[np.ndarray, tuple[int, int]]:
-    """A text page whose rows 160..256 are a dark band holding light text (a reverse-printed heading), with a
-    margin of paper between it and the text above and below (text nearer than a block may be inverted).
-
-    ``uneven``: the band's ground darkens from right to left by 150 grey levels, so it is not a flat printed
-    band (:func:`find_bands`) and only the block search can find it."""
-    paper = np.full((32, w), 230, np.uint8)
-    page = np.vstack([text_page(128, w, seed), paper, text_page(96, w, seed + 1), paper,
-                      text_page(h - 288, w, seed + 2)])
-    band = 255 - page[160:256].astype(np.float32) - 10
-    if uneven:
-        band += np.linspace(0, 150, w)[None, :]
-    page[160:256] = np.clip(band, 0, 255).astype(np.uint8)
-    return page, (160, 256)
+from .conftest import page_with_band, text_page
 
 
 def test_normal_and_negative_pages() -> None:
@@ -127,6 +111,29 @@ def test_a_band_is_normalised_apart_from_the_page() -> None:
     assert plan.mapping == pytest.approx(page_norm_mapping(np.delete(g, np.s_[y0:y1], axis=0), b.page_norm),
                                          abs=1e-6)
     assert b._plan(page, "normal").band_mapping is None
+
+
+def test_detect_bands_finds_the_bands_and_nothing_else() -> None:
+    page, (y0, y1) = page_with_band()
+    pol = detect_bands(page)
+    assert pol.mode == "regions" and [b[:2] for b in pol.bands] == [(y0, y1)] and pol.inside is None
+    assert pol.band_edge > 0 and len(pol.band_levels) == 1
+    assert detect_bands(page_with_band(uneven=True)[0]).mode == "normal"  # a region only the model confirms
+    assert detect_bands(255 - text_page(256, 320)).mode == "normal"  # a negative is no band
+    assert detect_bands(dark_things("shadow")).mode == "normal"
+
+
+def test_model_view_is_what_the_binarizer_shows_the_model() -> None:
+    # training pages go through the same band treatment as pages at inference
+    page, (y0, y1) = page_with_band()
+    b = Binarizer()
+    g = page.astype(np.float32) / 255
+    view = model_view(g, b.page_norm)
+    np.testing.assert_allclose(view, b._prepared(b._plan(page), page, 0, 0)[0, 0].numpy(), atol=1e-5)
+    assert np.median(view[y0 + 8:y1 - 8]) > 0.9 > 0.3 > np.median(g[y0 + 8:y1 - 8])  # the band is paper now
+    plain = text_page(256, 320).astype(np.float32) / 255
+    np.testing.assert_array_equal(model_view(plain, b.page_norm), normalize_page(plain, b.page_norm))
+    np.testing.assert_array_equal(model_view(plain, None), plain)
 
 
 def test_a_band_page_tiled_equals_untiled_with_the_default_model() -> None:

@@ -11,6 +11,7 @@ import webdataset as wds
 from PIL import Image
 
 from ocrobin import models
+from ocrobin.augment import to_u8
 from ocrobin.cli import main
 from ocrobin.exceptions import DataError, UsageError
 from ocrobin.imageio import encode_png
@@ -27,7 +28,7 @@ from ocrobin.train import (
     resolve_page_norm,
 )
 
-from .conftest import text_page
+from .conftest import page_with_band, text_page
 
 TINY = {"widths": [8, 8, 8, 8], "head": 4}
 
@@ -162,6 +163,7 @@ import hashlib, json, os, sys
 from safetensors.torch import save_file
 
 from ocrobin import train
+from ocrobin.augment import to_u8
 from ocrobin.cli import main
 
 rank, out = int(os.environ["RANK"]), sys.argv[1]
@@ -248,6 +250,28 @@ def test_training_pages_are_normalised_like_the_model_and_the_setting_is_kept(tm
     assert Trainer(cfg(tmp_path / "b", root, resume=path)).page_norm == models.PAGE_NORM
     off = Trainer(cfg(tmp_path / "c", root, resume=path, page_norm="none"))
     assert off.page_norm is None and off.pools[0].pages[0].gray.min() > 100
+
+
+def test_training_pages_show_bands_as_the_binarizer_does(tmp_path, monkeypatch):
+    # a reverse-printed band reaches the model inverted and normalised apart, as at inference; as printed
+    # only when asked
+    page, (y0, y1) = page_with_band()
+    root = tmp_path / "d"
+    for sub in ("img", "gt"):
+        (root / "S" / sub).mkdir(parents=True)
+    Image.fromarray(page).save(root / "S" / "img" / "p.png")
+    Image.fromarray(np.where(page < 120, 0, 255).astype(np.uint8)).save(root / "S" / "gt" / "p.png")
+    shown = Trainer(cfg(tmp_path / "a", root)).pools[0].pages[0].gray
+    printed = Trainer(cfg(tmp_path / "b", root, band_view=False)).pools[0].pages[0].gray
+    band = np.s_[y0 + 8:y1 - 8]
+    assert np.median(shown[band]) > 220 and np.median(printed[band]) < 60
+    np.testing.assert_array_equal(printed, to_u8(models.normalize_page(page.astype(np.float32) / 255,
+                                                                        models.PAGE_NORM)))
+    seen = []
+    monkeypatch.setattr("ocrobin.train.run_training", lambda c: seen.append(c.band_view))
+    for flag in ([], ["--bands-as-printed"]):
+        assert main(["train", "-d", str(root), "-o", str(tmp_path / "c" / "m"), *flag]) == 0
+    assert seen == [True, False]
 
 
 def test_blank_patches_are_paper_only():

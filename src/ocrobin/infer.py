@@ -30,7 +30,7 @@ from . import modelfile
 from .exceptions import ModelError, UsageError
 from .imageio import to_gray
 from .models import PAGE_NORM_SAMPLE, Lstm2Seed, MultiScaleFCN, apply_page_norm, grid, page_norm_mapping
-from .polarity import MODES, Polarity, detect
+from .polarity import MODES, Polarity, detect, detect_bands
 
 #: Pages above this many pixels are tiled automatically.
 AUTO_TILE_PIXELS = 4_500_000
@@ -202,6 +202,77 @@ class _Plan:
     band_mapping: tuple[float, float] | None = None
 
 
+def plan_page(data: np.ndarray, pol: Polarity, page_norm: dict[str, Any] | None) -> _Plan:
+    """Everything decided once for a page, given its polarity: the contrast normalisation, measured once on
+    the whole (polarity-corrected) page and applied tile by tile; a page's bands get their own."""
+    scale = data_scale(data)
+    mapping = band_mapping = None
+    if page_norm:
+        step = max(1, int(math.sqrt(data.size / PAGE_NORM_SAMPLE)))
+        sample = pol.invert_sample(data[::step, ::step].astype(np.float32) / np.float32(scale), step)
+        inside = pol.band_sample(sample.shape, step) if pol.bands else None
+        if inside is not None and inside.any() and not inside.all():
+            mapping = page_norm_mapping(sample[~inside][None], page_norm)
+            band_mapping = page_norm_mapping(sample[inside][None], page_norm)
+        else:
+            mapping = page_norm_mapping(sample, page_norm)
+    return _Plan(pol, mapping, scale, band_mapping=band_mapping)
+
+
+def prepare(plan: _Plan, a: np.ndarray, y0: int, x0: int, halo: tuple[int, int] = (0, 0),
+            device: str | torch.device = "cpu") -> torch.Tensor:
+    """An area of the page as the network sees it: float, polarity-corrected, normalised, 1×1×H×W.
+
+    Args:
+        plan: the page's :func:`plan_page`.
+        a: the area, in the page's own dtype, at (``y0``, ``x0``) of the page.
+        halo: (rows above, rows below) of ``a`` that only give the polarity's neighbourhood test its
+            context; they are dropped from the result.
+        device: where the result lives.
+    """
+    src = np.ascontiguousarray(a)
+    if src.dtype == np.float32 or not src.flags.writeable:
+        src = src.copy()  # the steps below work in place: never on the caller's page (or a read-only one)
+    x = torch.from_numpy(src).to(device).float()
+    if plan.scale != 1.0:
+        x = x.div_(plan.scale)
+    edge = plan.polarity.band_edge_mask(x, y0 - halo[0], x0) if plan.polarity.bands else None
+    if plan.polarity.mode == "inverted":
+        x = x.neg_().add_(1.0)
+    else:
+        m = plan.polarity.tile_mask(x, y0 - halo[0], x0)
+        if m is not None:
+            x = x.addcmul_(m, x.mul(-2.0).add_(1.0))
+    x = x[halo[0]:x.shape[0] - halo[1]]
+    edge = edge[halo[0]:edge.shape[0] - halo[1]] if edge is not None else None
+    band = plan.polarity.band_mask(x.shape, y0, x0, x.device) if plan.band_mapping else None
+    if band is not None and plan.mapping and plan.band_mapping:
+        x = torch.where(band > 0, apply_page_norm(x, plan.band_mapping), apply_page_norm(x, plan.mapping))
+    elif plan.mapping:
+        x = apply_page_norm(x, plan.mapping)
+    if edge is not None:
+        x = x.masked_fill_(edge, 1.0)
+    return x[None, None]
+
+
+def model_view(gray: np.ndarray, page_norm: dict[str, Any] | None) -> np.ndarray:
+    """A training page as the binarizer shows it to the model: its reverse-printed bands found, inverted and
+    normalised apart from the rest (:func:`ocrobin.polarity.detect_bands`), the whole normalised.
+
+    Why: a model trained on bands as they are printed meets them inverted, with a seam at their edge, at
+    inference; shown the same view in training, it learns to read that. A page without a band gets exactly
+    :func:`ocrobin.models.normalize_page`.
+
+    Args:
+        gray: the page, H×W, float32 in [0, 1] (0 = black).
+        page_norm: the model's contrast normalisation (None: the bands are inverted, nothing normalised).
+
+    Returns:
+        A new float32 array in [0, 1].
+    """
+    return prepare(plan_page(gray, detect_bands(gray, data_scale(gray)), page_norm), gray, 0, 0)[0, 0].numpy()
+
+
 class Binarizer:
     """Turns grey pages into ink probabilities with one model.
 
@@ -325,50 +396,13 @@ class Binarizer:
         return float((p > 0.5).float().mean()), unc
 
     def _plan(self, data: np.ndarray, polarity: str | None = None) -> _Plan:
-        scale = data_scale(data)
-        pol = detect(data, scale, polarity or self.polarity, check=self._check)
-        mapping = band_mapping = None
-        if self.page_norm:
-            # measured once on the whole (polarity-corrected) page, applied tile by tile; bands apart from the rest
-            step = max(1, int(math.sqrt(data.size / PAGE_NORM_SAMPLE)))
-            sample = pol.invert_sample(data[::step, ::step].astype(np.float32) / np.float32(scale), step)
-            inside = pol.band_sample(sample.shape, step) if pol.bands else None
-            if inside is not None and inside.any() and not inside.all():
-                mapping = page_norm_mapping(sample[~inside][None], self.page_norm)
-                band_mapping = page_norm_mapping(sample[inside][None], self.page_norm)
-            else:
-                mapping = page_norm_mapping(sample, self.page_norm)
-        return _Plan(pol, mapping, scale, band_mapping=band_mapping)
+        """The page's polarity (the model confirms what the statistics leave open) and :func:`plan_page`."""
+        return plan_page(data, detect(data, data_scale(data), polarity or self.polarity, check=self._check),
+                         self.page_norm)
 
     def _prepared(self, plan: _Plan, a: np.ndarray, y0: int, x0: int, halo: tuple[int, int] = (0, 0)) -> torch.Tensor:
-        """An area of the page as the network sees it: float, polarity-corrected, normalised, 1×1×H×W.
-
-        ``halo`` = (rows above, rows below) of ``a`` that only give the polarity's neighbourhood test its
-        context; they are dropped from the result.
-        """
-        src = np.ascontiguousarray(a)
-        if src.dtype == np.float32 or not src.flags.writeable:
-            src = src.copy()  # the steps below work in place: never on the caller's page (or a read-only one)
-        x = torch.from_numpy(src).to(self.device).float()
-        if plan.scale != 1.0:
-            x = x.div_(plan.scale)
-        edge = plan.polarity.band_edge_mask(x, y0 - halo[0], x0) if plan.polarity.bands else None
-        if plan.polarity.mode == "inverted":
-            x = x.neg_().add_(1.0)
-        else:
-            m = plan.polarity.tile_mask(x, y0 - halo[0], x0)
-            if m is not None:
-                x = x.addcmul_(m, x.mul(-2.0).add_(1.0))
-        x = x[halo[0]:x.shape[0] - halo[1]]
-        edge = edge[halo[0]:edge.shape[0] - halo[1]] if edge is not None else None
-        band = plan.polarity.band_mask(x.shape, y0, x0, x.device) if plan.band_mapping else None
-        if band is not None and plan.mapping and plan.band_mapping:
-            x = torch.where(band > 0, apply_page_norm(x, plan.band_mapping), apply_page_norm(x, plan.mapping))
-        elif plan.mapping:
-            x = apply_page_norm(x, plan.mapping)
-        if edge is not None:
-            x = x.masked_fill_(edge, 1.0)
-        return x[None, None]
+        """:func:`prepare` on this binarizer's device."""
+        return prepare(plan, a, y0, x0, halo, self.device)
 
     def _rows(self, plan: _Plan, data: np.ndarray, y0: int, y1: int, x0: int, x1: int
               ) -> Callable[[int, int], torch.Tensor]:

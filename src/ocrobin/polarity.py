@@ -366,7 +366,24 @@ def detect(data: np.ndarray, scale: float = 255.0, mode: str = "auto", check: Mo
         b = BLOCK
         for (y0, y1, x0, x1), _ in bands:  # the blocks of a band are not searched again
             light_blocks[y0 // b:-(-y1 // b), x0 // b:-(-x1 // b)] = False
-    pol = _regions(data, scale, med, light_blocks, score, check)
+    return _with_bands(_regions(data, scale, med, light_blocks, score, check), bands, data)
+
+
+def detect_bands(data: np.ndarray, scale: float = 255.0) -> Polarity:
+    """The decision that inverts a page's reverse-printed bands (:func:`find_bands`) and nothing else.
+
+    Why: a training page is shown to the model as the binarizer will show it (bands inverted and normalised
+    apart), without a model to confirm anything and without the block search, which needs that model.
+    """
+    if data.size == 0:
+        return Polarity("normal")
+    _, p25, med, _, _ = block_percentiles(data, scale)
+    return _with_bands(Polarity("normal"), _find_bands(data, scale, p25, med), data)
+
+
+def _with_bands(pol: Polarity, bands: list[tuple[tuple[int, int, int, int], tuple[float, float]]],
+                data: np.ndarray) -> Polarity:
+    """``pol`` with the bands of :func:`_find_bands` added."""
     if bands:
         pol.mode, pol.regions = "regions", pol.regions + len(bands)
         pol.bands, pol.band_levels = tuple(b for b, _ in bands), tuple(v for _, v in bands)

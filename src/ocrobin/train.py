@@ -29,6 +29,7 @@ from .augment import Augment, blank_patch, sample_patch, to_u8
 from .datasets import complete_pairs
 from .exceptions import DataError, UsageError
 from .imageio import decode_gray, read_gray
+from .infer import model_view
 from .modelfile import ModelInfo, make_meta, save_model
 
 # ---------------------------------------------------------------------------------------------- schedule
@@ -91,10 +92,15 @@ class Pair:
         return self._ink_points
 
 
-def _check_pair(gray: np.ndarray, ink: np.ndarray, name: str, page_norm: dict[str, float] | None = None) -> Pair:
+def _check_pair(gray: np.ndarray, ink: np.ndarray, name: str, page_norm: dict[str, float] | None = None,
+                band_view: bool = False) -> Pair:
+    """A training page as the model will see it: normalised, with ``band_view`` its reverse-printed bands
+    inverted and normalised apart as the binarizer shows them (:func:`ocrobin.infer.model_view`)."""
     if gray.shape != ink.shape:
         raise DataError(f"{name}: image {gray.shape} and ground truth {ink.shape} differ in size")
-    if page_norm:
+    if band_view:
+        gray = model_view(gray, page_norm)
+    elif page_norm:
         gray = models.normalize_page(gray, page_norm)
     return Pair(to_u8(gray), ink, name)
 
@@ -121,6 +127,8 @@ class Source:
         self.gray_key = gray_key
         #: contrast normalisation applied to each whole page as it is read (the model's, set by the trainer)
         self.page_norm: dict[str, float] | None = None
+        #: show bands as the binarizer does (set by the trainer)
+        self.band_view = False
         p = Path(path)
         if p.is_dir():
             self.kind = "folder"
@@ -144,7 +152,7 @@ class Source:
             raise DataError(f"{name}: sample has no {shards.BIN_KEY!r} ground truth")
         gray = decode_gray(sample[key], name)
         ink = decode_gray(sample[shards.BIN_KEY], name) < 0.5
-        return _check_pair(gray, ink, name, self.page_norm)
+        return _check_pair(gray, ink, name, self.page_norm, self.band_view)
 
     def pages(self, start: int = 0) -> Iterator[Pair]:
         """Pages from position ``start`` on (positions count across passes); skipped ones cost no decoding."""
@@ -158,7 +166,7 @@ class Source:
                         img, gt = item
                         gray = read_gray(img)
                         ink = read_gray(gt) < 0.5
-                        yield _check_pair(gray, ink, str(img), self.page_norm)
+                        yield _check_pair(gray, ink, str(img), self.page_norm, self.band_view)
                     pos += 1
                     produced = True
                 else:
@@ -274,6 +282,9 @@ class TrainConfig:
     augment: Augment = field(default_factory=Augment)
     gray_key: str = shards.GRAY_KEY
     page_norm: str | None = None
+    #: show training pages' reverse-printed bands to the model as the binarizer does (inverted, normalised
+    #: apart from the rest of the page); False: as printed
+    band_view: bool = True
     #: ``bf16``: forward pass under bfloat16 autocast (faster on CPUs with AVX512-BF16 or AMX); the loss,
     #: the weights and validation stay float32
     precision: str = "fp32"
@@ -360,7 +371,7 @@ class Trainer:
         self.page_norm = resolve_page_norm(cfg.page_norm, self.base_meta.get("page_norm") if cfg.resume else None,
                                            new_model=not cfg.resume)
         for s in self.sources:
-            s.page_norm = self.page_norm
+            s.page_norm, s.band_view = self.page_norm, cfg.band_view
         if isinstance(self.model, models.Lstm2Seed):
             self.model.per_image_bn = True
         self.model.train()

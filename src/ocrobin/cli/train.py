@@ -54,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: forward pass under bfloat16 autocast, faster on CPUs with AVX512-BF16/AMX; "
                    "weights, loss and validation stay float32 (default fp32)")
+    p.add_argument("--bands-as-printed", action="store_true",
+                   help="show reverse-printed bands of training pages to the model as printed; by default they are "
+                   "shown as the binarizer shows them: found, inverted and normalised apart from the rest")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         save_every=args.save_every, ntrain=args.ntrain, maxtrain=args.maxtrain, arch=args.arch, hparams=hparams,
         patch=args.patch, val=args.val, val_every=args.val_every, threads=args.threads, seed=args.seed,
         optimizer=args.optimizer, pool=args.pool, gray_key=args.input_key, page_norm=args.page_norm,
-        precision=args.precision, progress=not args.no_progress,
+        precision=args.precision, progress=not args.no_progress, band_view=not args.bands_as_printed,
         augment=Augment(min_range=args.min_range, random_invert=args.random_invert),
         command="ocrobin " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
