@@ -88,6 +88,13 @@ def dark_things(kind: str) -> np.ndarray:
         for x in range(10, 380, 34):
             line[150:182, x:x + 26] = True
         page[ndimage.gaussian_filter(line.astype(np.float32), 3) > 0.5] = 35
+    elif kind == "heavy words":  # words of heavy handwriting: their gaps look like light text on a dark ground
+        for y in (60, 160, 260):
+            for x0, n in ((20, 6), (230, 8)):
+                for i in range(n):  # the arches of an 'nnnn': 12-px strokes, 5-px gaps open below
+                    x = x0 + i * 17
+                    page[y:y + 34, x:x + 12] = 15
+                    page[y:y + 8, x:x + 17] = 15
     elif kind == "shadow":  # a binding shadow: dark at the edge, fading into the page
         page *= np.clip(np.linspace(0.1, 1.4, 400), 0.1, 1.0)[None, :]
     spots = rng.random((400, 400)) < 0.02  # light specks everywhere
@@ -95,7 +102,7 @@ def dark_things(kind: str) -> np.ndarray:
     return np.clip(page, 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("kind", ["stain", "border", "bold text", "shadow"])
+@pytest.mark.parametrize("kind", ["stain", "border", "bold text", "heavy words", "shadow"])
 def test_dark_areas_that_are_not_bands_are_left_alone(kind: str) -> None:
     assert find_bands(dark_things(kind)) == []
 

@@ -19,11 +19,11 @@ light paper reaches far below the median, light text on a dark ground far above 
   left alone.
 
 * Before that search, :func:`find_bands` looks for reverse-printed *bands* pixel by pixel: dark rectangles,
-  parallel to the page's edges, with straight sharp edges, a flat ground and light strokes inside (a heading
-  bar, a dark caption box). Stains, shadows, scan borders along a page edge and lines of bold or blurred
-  text fail one of those tests. A band needs no model check; the binarizer inverts it exactly and
-  normalises its contrast on its own, and the rest of the page without it (a dark band would otherwise
-  set the page's black point and change how the text around it is read).
+  parallel to the page's edges, with straight sharp edges, a flat ground wider than strokes and light strokes
+  inside (a heading bar, a dark caption box). Stains, shadows, scan borders along a page edge, lines of bold
+  or blurred text and words of heavy handwriting fail one of those tests. A band needs no model check; the
+  binarizer inverts it exactly and normalises its contrast on its own, and the rest of the page without it
+  (a dark band would otherwise set the page's black point and change how the text around it is read).
 
 The decision is a :class:`Polarity`, which gives, tile by tile, how much to invert each pixel
 (:meth:`Polarity.tile_mask`): 1 inside a region, and near its edge only the pixels whose neighbourhood is
@@ -84,6 +84,12 @@ BAND_STRAIGHT = 0.7
 #: A flat ground: at least this share of the pixels inside lie within a fifth of the contrast of the ground
 #: (a band is printed in one tone; a line of bold or blurred text is not).
 BAND_FLAT = 0.6
+#: Wide ground: 1 % of its dark pixels lie at least this many pixels (chessboard distance) from the nearest
+#: light pixel inside it, on a searched page of a megapixel (on a smaller one, as many fewer as its side is
+#: shorter). A band's ground has margins and spaces between words; a word of heavy ink, its gaps taken for
+#: light text, is nowhere wider than its strokes. (Bands of the band pages of ``benchmarks/polarity.py``:
+#: 24 or more; words of heavy handwriting that passed every other test: 18 or less.)
+BAND_REACH = 21
 #: Light text inside: at least this share of the pixels lie above the ground by 0.3 of the contrast.
 BAND_LIGHT = 0.01
 #: A band's blurred edge is looked for this many pixels (of the reduced page) on each side of it.
@@ -641,6 +647,9 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
     if vals.size == 0:
         return None
     if float((np.abs(vals - ground) < 0.2 * contrast).mean()) < BAND_FLAT:
+        return None
+    reach = ndimage.distance_transform_cdt(gw[y0:y1, x0:x1] < mid, metric="chessboard")
+    if float(np.percentile(reach[reach > 0], 99)) < BAND_REACH * math.sqrt(h * w / 1e6):
         return None
     if text and float((vals > ground + 0.3 * contrast).mean()) < BAND_LIGHT:
         return None
