@@ -169,8 +169,9 @@ class Polarity:
 
         A printed band's edge is a ramp from its ground to the paper a pixel or two wide: inverted or not,
         its middle would reach the model as a grey line all round the band. Within :attr:`band_edge` of the
-        edge, pixels whose grey lies in the middle third between the band's ground and the paper are that
-        ramp (a stroke crossing the edge is darker or lighter) and are given to the model as paper.
+        edge, pixels whose grey lies in the middle two thirds between the band's ground and the paper are that
+        ramp (a stroke crossing the edge is darker or lighter) and are given to the model as paper. (The
+        middle third alone left the ramp's darkest row, inverted, as a line that ``msfcn-v3`` reads as ink.)
         """
         r = self.band_edge
         if not r:
@@ -186,7 +187,7 @@ class Polarity:
             ja, jb = max(bx0 + r - x0, xa) - xa, min(bx1 - r - x0, xb) - xa
             if ia < ib and ja < jb:
                 ring[ia:ib, ja:jb] = False
-            ramp = ring & ((x[ya:yb, xa:xb] - (ground + paper) / 2).abs() < (paper - ground) / 6)
+            ramp = ring & ((x[ya:yb, xa:xb] - (ground + paper) / 2).abs() < (paper - ground) / 3)
             if m is None:
                 m = torch.zeros((h, w), dtype=torch.bool, device=x.device)
             m[ya:yb, xa:xb] |= ramp
