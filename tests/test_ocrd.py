@@ -124,15 +124,16 @@ def test_processor_keeps_features_and_writes_one_bit_page(workspace) -> None:
 
 def test_threshold_parameter_changes_the_result(workspace) -> None:
     ws, text = workspace
+    # the page's crisp text leaves the model sure of nearly every pixel: only cuts near 0 and 1 differ
     run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-IMG", output_file_grp="OCR-D-LO",
-                  parameter={"threshold": 0.02})
+                  parameter={"threshold": 0.001})
     run_processor(OcrobinBinarize, workspace=ws, input_file_grp="OCR-D-IMG", output_file_grp="OCR-D-HI",
-                  parameter={"threshold": 0.98})
+                  parameter={"threshold": 0.999})
     _, lo = _result(ws, "OCR-D-LO")
     _, hi = _result(ws, "OCR-D-HI")
     black_lo = (~np.asarray(lo, dtype=bool)).sum()
     black_hi = (~np.asarray(hi, dtype=bool)).sum()
-    assert black_lo > black_hi
+    assert black_lo > 1.2 * black_hi
 
 
 def test_parameters_reach_the_binarizer() -> None:

@@ -47,7 +47,7 @@ GPU_BATCH = 8
 PRECISIONS = ("fp32", "bf16")
 #: Confidence = clip(a − b × uncertainty), uncertainty = Σ (1 − |2p − 1|) / Σ p over the page: an estimate
 #: of the page's FM / 100. A model file carries its own calibration in ``meta["confidence"]``
-#: (``benchmarks/confidence.py --fit``; the default ``msfcn-v2`` does); this fallback was fitted for
+#: (``benchmarks/confidence.py --fit``; the default ``msfcn-v3`` does); this fallback was fitted for
 #: ``msfcn-dibco`` on 136 DIBCO-style pages.
 CONFIDENCE = {"a": 1.05, "b": 0.69}
 #: Pages below this confidence are flagged ``low-confidence`` (a model file may carry its own).

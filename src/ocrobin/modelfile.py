@@ -47,7 +47,7 @@ _FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 _TORCH_DTYPES = {torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 
 #: The model ``Binarizer()`` and ``ocrobin binarize`` use when none is named.
-DEFAULT_MODEL = "msfcn-v2"
+DEFAULT_MODEL = "msfcn-v3"
 
 INPUT_DOC = "grey page, float in [0, 1], 0 = black; colour = mean of R, G, B"
 OUTPUT_DOC = "ink logits, same size as the input; sigmoid gives the ink probability"
