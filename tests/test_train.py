@@ -295,3 +295,26 @@ def test_finetune_example_runs_end_to_end(tmp_path):
         scores = json.loads((work / f"{name}.json").read_text())
         assert len(scores["pages"]) == 2 and not scores["failed"]
     assert (work / "tuned.safetensors").is_file()
+
+
+def test_scale_augmentation_resizes_patches_and_is_set_by_the_command_line(tmp_path, monkeypatch):
+    from ocrobin.augment import Augment, sample_patch
+    from ocrobin.train import Pair
+
+    # one 12-px square stroke on blank paper; every other augmentation off
+    gray = np.full((200, 200), 230, np.uint8)
+    ink = np.zeros((200, 200), bool)
+    ink[94:106, 94:106] = True
+    gray[ink] = 20
+    off = dict(blur=0, noise=0, jpeg=0, contrast=0, ghost=0, blank=0, frame=0)
+    for s in (1.0, 2.5):
+        _, t = sample_patch(Pair(gray, ink, "p"), 96, np.random.default_rng(0), Augment(scale=(s, s), **off))
+        assert abs(t.sum() - (12 * s) ** 2) < 0.15 * (12 * s) ** 2
+    data = make_set(tmp_path / "d", n=2)
+    seen = []
+    monkeypatch.setattr("ocrobin.train.run_training", lambda c: seen.append(c.augment.scale))
+    assert main(["train", "-d", str(data), "-o", str(tmp_path / "m")]) == 0
+    assert main(["train", "-d", str(data), "-o", str(tmp_path / "m"), "--scale", "0.8,2.5"]) == 0
+    assert seen == [(0.6, 1.6), (0.8, 2.5)]
+    for bad in ("2", "a,b", "2,1", "0,1"):
+        assert main(["train", "-d", str(data), "-o", str(tmp_path / "m"), "--scale", bad]) == 2

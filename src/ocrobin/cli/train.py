@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> argparse.ArgumentP
                    help="invert a patch's grey values with probability P (light-on-dark text)")
     p.add_argument("--min-range", type=float, default=0.25, metavar="R",
                    help="contrast augmentation: squeeze a patch's grey range down to as little as R")
+    p.add_argument("--scale", default="0.6,1.6", metavar="LO,HI",
+                   help="scale augmentation: patches are resized by a factor drawn log-uniform in LO..HI "
+                   "(default %(default)s)")
     p.add_argument("--arch", default="msfcn", help="architecture for a new model (msfcn, lstm2-seed)")
     p.add_argument("--hparams", default="{}", metavar="JSON", help="architecture hyper-parameters as JSON")
     p.add_argument("--patch", type=int, default=256, metavar="SIZE", help="patch side in pixels")
@@ -69,13 +72,19 @@ def run(args: argparse.Namespace) -> int:
         hparams = json.loads(args.hparams)
     except json.JSONDecodeError as e:
         raise UsageError(f"--hparams is not JSON: {e}") from e
+    try:
+        lo, hi = (float(v) for v in args.scale.split(","))
+    except ValueError as e:
+        raise UsageError(f"--scale must be LO,HI (two numbers), not {args.scale!r}") from e
+    if not 0 < lo <= hi:
+        raise UsageError(f"--scale needs 0 < LO <= HI, not {args.scale!r}")
     cfg = TrainConfig(
         data=args.data, output=args.output, schedule=args.lr, batch=args.batchsize, resume=args.model,
         save_every=args.save_every, ntrain=args.ntrain, maxtrain=args.maxtrain, arch=args.arch, hparams=hparams,
         patch=args.patch, val=args.val, val_every=args.val_every, threads=args.threads, seed=args.seed,
         optimizer=args.optimizer, pool=args.pool, gray_key=args.input_key, page_norm=args.page_norm,
         precision=args.precision, progress=not args.no_progress, band_view=not args.bands_as_printed,
-        augment=Augment(min_range=args.min_range, random_invert=args.random_invert),
+        augment=Augment(scale=(lo, hi), min_range=args.min_range, random_invert=args.random_invert),
         command="ocrobin " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     path = run_training(cfg)
