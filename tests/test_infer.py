@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from ocrobin import models
+from ocrobin.exceptions import UsageError
 from ocrobin.infer import Binarizer, threshold, tiles
 from ocrobin.modelfile import ModelInfo, make_meta
 
@@ -220,3 +221,48 @@ def test_a_float_negative_is_left_as_it_was():
     before = page.copy()
     Binarizer(polarity="inverted").run(page)
     assert np.array_equal(page, before)
+
+
+def test_upsampled_rows_are_bilinear_interpolation_row_band_by_row_band():
+    from ocrobin.infer import upsampled_rows
+
+    small = torch.rand(13, 17)
+    full = torch.nn.functional.interpolate(small[None, None], size=(40, 51), mode="bilinear",
+                                           align_corners=False)[0, 0]
+    bands = torch.cat([upsampled_rows(small, y, min(40, y + 7), 40, 51) for y in range(0, 40, 7)])
+    assert torch.allclose(bands, full, atol=1e-5)
+
+
+def test_resize_runs_the_model_on_the_resized_page_and_answers_at_full_size():
+    from ocrobin.infer import resized, upsampled_rows
+
+    from .conftest import text_page
+
+    page = text_page(150, 230, 3)
+    b = Binarizer(resize=0.5)
+    p = b.binarize(page)
+    small = Binarizer().binarize(resized(page, 0.5))
+    assert small.shape == (75, 115) and p.shape == page.shape
+    np.testing.assert_allclose(p, upsampled_rows(torch.from_numpy(small), 0, 150, 150, 230).numpy(), atol=1e-6)
+    r = b.run(page, prob=True)
+    assert (r.width, r.height) == (230, 150) and r.prob.shape == page.shape
+    assert (r.ink_mask() == (p > 0.5)).mean() > 0.999  # the run goes through the 8-bit map of the small page
+    assert not np.array_equal(r.ink_mask(), Binarizer().run(page).ink_mask())
+    assert Binarizer(resize=0.5).run(np.full((40, 60), 200, np.uint8)).blank
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(UsageError, match="resize"):
+            Binarizer(resize=bad)
+
+
+def test_binarize_resize_option_keeps_the_page_size_and_dpi(tmp_path):
+    from ocrobin.cli import main
+
+    from .conftest import text_page
+
+    src = tmp_path / "p.png"
+    Image.fromarray(text_page(120, 200, 1)).save(src, dpi=(600, 600))
+    out = tmp_path / "o"
+    assert main(["binarize", str(src), "-o", str(out), "--resize", "0.5", "--no-progress", "--workers", "1"]) == 0
+    with Image.open(out / "p.bin.png") as im:
+        assert im.size == (200, 120) and im.mode == "1" and round(im.info["dpi"][0]) == 600
+    assert main(["binarize", str(src), "-o", str(tmp_path / "o2"), "--resize", "0", "--no-progress"]) == 2

@@ -273,6 +273,30 @@ def model_view(gray: np.ndarray, page_norm: dict[str, Any] | None) -> np.ndarray
     return prepare(plan_page(gray, detect_bands(gray, data_scale(gray)), page_norm), gray, 0, 0)[0, 0].numpy()
 
 
+def resized(data: np.ndarray, s: float) -> np.ndarray:
+    """A page resized by ``s`` (Lanczos), in its own dtype for 8-bit pages (float32 otherwise)."""
+    h, w = data.shape
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    if data.dtype == np.uint8:
+        return np.asarray(Image.fromarray(data).resize(size, Image.LANCZOS))
+    return np.asarray(Image.fromarray(data.astype(np.float32), mode="F").resize(size, Image.LANCZOS))
+
+
+def upsampled_rows(small: torch.Tensor, y0: int, y1: int, h: int, w: int) -> torch.Tensor:
+    """Rows ``y0..y1`` of ``small`` (float, h'×w') brought to h×w by bilinear interpolation (pixel centres
+    aligned, as ``F.interpolate(..., align_corners=False)``), computed for those rows alone."""
+
+    def taps(n_out: int, n_in: int, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        src = ((torch.arange(a, b, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(0, n_in - 1)
+        i0 = src.floor().long()
+        return i0, (i0 + 1).clamp(max=n_in - 1), (src - i0).float()
+
+    r0, r1, wy = taps(h, small.shape[0], y0, y1)
+    rows = small[r0] * (1 - wy)[:, None] + small[r1] * wy[:, None]
+    c0, c1, wx = taps(w, small.shape[1], 0, w)
+    return rows[:, c0] * (1 - wx) + rows[:, c1] * wx
+
+
 class Binarizer:
     """Turns grey pages into ink probabilities with one model.
 
@@ -288,10 +312,13 @@ class Binarizer:
         precision: ``fp32`` or ``bf16`` (bfloat16 autocast for the forward pass, CPU or CUDA).
         batch_tiles: tiles run together in one batch (default 1 on the CPU; on a GPU :data:`GPU_BATCH`, and
             pages are tiled at :data:`GPU_TILE` unless ``tile`` is given).
+        resize: the model sees the page resized by this factor, and its probabilities are brought back to the
+            page's size (0.5 for scans at twice the resolution of the training pages, whose strokes it
+            would otherwise read hollow; 1 = as it is).
 
     Raises:
         ModelError: the model cannot be loaded.
-        UsageError: unknown polarity or precision.
+        UsageError: unknown polarity or precision, or a resize factor that is not positive.
     """
 
     #: defaults for subclasses that set up their own model (``ocrobin.onnx.OnnxBinarizer``)
@@ -299,14 +326,19 @@ class Binarizer:
     tta = False
     precision = "fp32"
     batch_tiles = 1
+    resize = 1.0
 
     def __init__(self, model: Any = None, device: str = "cpu", tile: int | None = None,
                  overlap: int = DEFAULT_OVERLAP, threads: int | None = None, polarity: str = "auto",
-                 tta: bool = False, precision: str = "fp32", batch_tiles: int | None = None) -> None:
+                 tta: bool = False, precision: str = "fp32", batch_tiles: int | None = None,
+                 resize: float = 1.0) -> None:
         if polarity not in MODES:
             raise UsageError(f"unknown polarity {polarity!r} (auto, normal or inverted)")
         if precision not in PRECISIONS:
             raise UsageError(f"unknown precision {precision!r} (fp32 or bf16)")
+        if not (math.isfinite(resize) and resize > 0):
+            raise UsageError(f"resize must be a positive factor, not {resize!r}")
+        self.resize = float(resize)
         try:
             self.device = torch.device(device)
         except RuntimeError as e:
@@ -499,6 +531,14 @@ class Binarizer:
             for k, ((y0, _, ky0, ky1), (x0, _, kx0, kx1)) in enumerate(part):
                 sink(ky0, ky1, kx0, kx1, p[k, 0, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0])
 
+    def _native(self, f: Callable[[], Any]) -> Any:
+        """``f()`` with the page taken at its own size (the resized page is the page for the model)."""
+        keep, self.resize = self.resize, 1.0
+        try:
+            return f()
+        finally:
+            self.resize = keep
+
     @staticmethod
     def _as_page(image: Image.Image | np.ndarray) -> np.ndarray:
         if isinstance(image, np.ndarray) and image.ndim == 2 and image.dtype in (np.uint8, np.uint16):
@@ -522,6 +562,10 @@ class Binarizer:
         """
         data = self._as_page(image)
         h, w = data.shape
+        if self.resize != 1.0 and not self._blank(data):
+            page = resized(data, self.resize)
+            small = torch.from_numpy(self._native(lambda: self.binarize(page, polarity)))
+            return upsampled_rows(small, 0, h, h, w).numpy()
         out = np.zeros((h, w), np.float32)
         if self._blank(data):
             return out
@@ -558,7 +602,12 @@ class Binarizer:
         low = float(self.info.meta.get("low_confidence", LOW_CONFIDENCE))
         if self._blank(data):
             return PageResult(packed, w, h, pmap, blank=True, seconds=time.perf_counter() - t0, low_confidence=low)
-        plan = self._plan(data, polarity)
+        if self.resize != 1.0:  # the model runs on the resized page; its probabilities come back row by row
+            page = resized(data, self.resize)
+            small = self._native(lambda: self.run(page, prob=True, polarity=polarity))
+            probs = torch.from_numpy(small.prob if small.prob is not None else np.zeros((1, 1), np.uint8))
+            probs = (probs.float() + 0.5) / 255.0  # the 8-bit map holds floor(255 p)
+            plan_polarity, regions = small.polarity, small.regions
         stats = _Stats()
 
         def keep(y0: int, y1: int, x0: int, x1: int, p: torch.Tensor) -> None:
@@ -572,10 +621,16 @@ class Binarizer:
                     pmap[y0 + r:y0 + r + q.shape[0], x0:x1] = (
                         torch.floor(q.clamp(0.0, 1.0) * 255.0).to(torch.uint8).cpu().numpy())
 
-        self._each_tile(data, plan, keep)
+        if self.resize != 1.0:
+            for y0 in range(0, h, 256):
+                keep(y0, min(h, y0 + 256), 0, w, upsampled_rows(probs, y0, min(h, y0 + 256), h, w))
+        else:
+            plan = self._plan(data, polarity)
+            self._each_tile(data, plan, keep)
+            plan_polarity, regions = plan.polarity.decision, plan.polarity.regions
         unc = stats.uncertain / max(stats.prob_sum, 1.0)
         conf = float(np.clip(meta["a"] - meta["b"] * unc, 0.0, 1.0))
-        return PageResult(packed, w, h, pmap, stats.ink, unc, conf, plan.polarity.decision, plan.polarity.regions,
+        return PageResult(packed, w, h, pmap, stats.ink, unc, conf, plan_polarity, regions,
                           seconds=time.perf_counter() - t0, low_confidence=low)
 
     def binarize_batch(self, images: Iterable[Image.Image | np.ndarray]) -> list[np.ndarray]:

@@ -43,6 +43,7 @@ class BinarizerSpec:
     tta: bool = False
     precision: str = "fp32"
     backend: str = "torch"
+    resize: float = 1.0
 
     def build(self) -> Binarizer:
         """The binarizer (raises :class:`ocrobin.exceptions.ModelError` when the model cannot be loaded)."""
@@ -50,10 +51,10 @@ class BinarizerSpec:
             from ..onnx import OnnxBinarizer
 
             b: Binarizer = OnnxBinarizer(self.model, threads=self.threads, tile=self.tile, overlap=self.overlap)
-            b.polarity, b.tta = self.polarity, self.tta
+            b.polarity, b.tta, b.resize = self.polarity, self.tta, self.resize
             return b
         return Binarizer(self.model, device=self.device, tile=self.tile, overlap=self.overlap, threads=self.threads,
-                         polarity=self.polarity, tta=self.tta, precision=self.precision)
+                         polarity=self.polarity, tta=self.tta, precision=self.precision, resize=self.resize)
 
 
 def default_workers(device: str = "cpu") -> int:

@@ -74,6 +74,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="test-time augmentation: average the model over the page and its three flips (4x time)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: forward pass in bfloat16 (faster on CPUs with AVX512-BF16/AMX and on GPUs)")
+    p.add_argument("--resize", type=float, default=1.0, metavar="S",
+                   help="the model sees each page resized by S and the result comes back at the page's size: "
+                   "0.5 for scans at twice the resolution of 300-dpi pages (thick strokes), 2 for 150 dpi "
+                   "(default 1)")
 
 
 def binarizer_spec(args: argparse.Namespace, threads: int | None = None):  # noqa: ANN201 - BinarizerSpec
@@ -83,7 +87,8 @@ def binarizer_spec(args: argparse.Namespace, threads: int | None = None):  # noq
     return BinarizerSpec(model=args.model, device=args.device, tile=args.tile, overlap=args.overlap,
                          threads=threads if threads is not None else args.threads,
                          polarity=getattr(args, "polarity", "auto") or "auto", tta=getattr(args, "tta", False),
-                         precision=getattr(args, "precision", "fp32"), backend=args.backend)
+                         precision=getattr(args, "precision", "fp32"), backend=args.backend,
+                         resize=getattr(args, "resize", 1.0))
 
 
 def make_binarizer(args: argparse.Namespace):  # noqa: ANN201 - Binarizer or a subclass
