@@ -143,6 +143,10 @@ def test_parameters_reach_the_binarizer() -> None:
     fixed = OcrobinBinarize(None, parameter={"tile_size": 512, "model": "lstm2-seed", "polarity": "inverted"})
     assert fixed.binarizer.tile == 512
     assert fixed.binarizer.polarity == "inverted" and fixed.opts.polarity == "inverted"
+    assert auto.binarizer.resize == 1.0
+    assert OcrobinBinarize(None, parameter={"resize": 0.5}).binarizer.resize == 0.5
+    with pytest.raises(ValueError, match="resize"):
+        OcrobinBinarize(None, parameter={"resize": 0})
     with pytest.raises(ValueError, match="threshold"):
         OcrobinBinarize(None, parameter={"threshold": 2})
     with pytest.raises(ValueError, match="polarity"):

@@ -107,7 +107,7 @@ class OcrobinBinarize(Processor):
         tile = int(self.parameter["tile_size"])
         self.opts = Options(threshold=float(self.parameter["threshold"]), polarity=self.parameter["polarity"])
         self.binarizer = Binarizer(self._model_spec(self.parameter["model"]), tile=tile or None,
-                                   polarity=self.opts.polarity)
+                                   polarity=self.opts.polarity, resize=float(self.parameter["resize"]))
         self.logger.info("model %s", self.binarizer.name)
 
     def verify(self) -> bool:
