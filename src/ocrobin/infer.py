@@ -531,14 +531,6 @@ class Binarizer:
             for k, ((y0, _, ky0, ky1), (x0, _, kx0, kx1)) in enumerate(part):
                 sink(ky0, ky1, kx0, kx1, p[k, 0, ky0 - y0:ky1 - y0, kx0 - x0:kx1 - x0])
 
-    def _native(self, f: Callable[[], Any]) -> Any:
-        """``f()`` with the page taken at its own size (the resized page is the page for the model)."""
-        keep, self.resize = self.resize, 1.0
-        try:
-            return f()
-        finally:
-            self.resize = keep
-
     @staticmethod
     def _as_page(image: Image.Image | np.ndarray) -> np.ndarray:
         if isinstance(image, np.ndarray) and image.ndim == 2 and image.dtype in (np.uint8, np.uint16):
@@ -563,9 +555,13 @@ class Binarizer:
         data = self._as_page(image)
         h, w = data.shape
         if self.resize != 1.0 and not self._blank(data):
-            page = resized(data, self.resize)
-            small = torch.from_numpy(self._native(lambda: self.binarize(page, polarity)))
+            small = torch.from_numpy(self._probabilities(resized(data, self.resize), polarity))
             return upsampled_rows(small, 0, h, h, w).numpy()
+        return self._probabilities(data, polarity)
+
+    def _probabilities(self, data: np.ndarray, polarity: str | None) -> np.ndarray:
+        """:meth:`binarize` of a page as the model sees it (already resized)."""
+        h, w = data.shape
         out = np.zeros((h, w), np.float32)
         if self._blank(data):
             return out
@@ -593,8 +589,11 @@ class Binarizer:
         Returns:
             the :class:`PageResult`.
         """
+        return self._run(self._as_page(image), t, prob, polarity, self.resize)
+
+    def _run(self, data: np.ndarray, t: float, prob: bool, polarity: str | None, resize: float) -> PageResult:
+        """:meth:`run` of a page, the model seeing it resized by ``resize``."""
         t0 = time.perf_counter()
-        data = self._as_page(image)
         h, w = data.shape
         packed = np.zeros((h, (w + 7) // 8), np.uint8)
         pmap = np.zeros((h, w), np.uint8) if prob else None
@@ -602,9 +601,8 @@ class Binarizer:
         low = float(self.info.meta.get("low_confidence", LOW_CONFIDENCE))
         if self._blank(data):
             return PageResult(packed, w, h, pmap, blank=True, seconds=time.perf_counter() - t0, low_confidence=low)
-        if self.resize != 1.0:  # the model runs on the resized page; its probabilities come back row by row
-            page = resized(data, self.resize)
-            small = self._native(lambda: self.run(page, prob=True, polarity=polarity))
+        if resize != 1.0:  # the model runs on the resized page; its probabilities come back row by row
+            small = self._run(resized(data, resize), t, True, polarity, 1.0)
             probs = torch.from_numpy(small.prob if small.prob is not None else np.zeros((1, 1), np.uint8))
             probs = (probs.float() + 0.5) / 255.0  # the 8-bit map holds floor(255 p)
             plan_polarity, regions = small.polarity, small.regions
@@ -621,7 +619,7 @@ class Binarizer:
                     pmap[y0 + r:y0 + r + q.shape[0], x0:x1] = (
                         torch.floor(q.clamp(0.0, 1.0) * 255.0).to(torch.uint8).cpu().numpy())
 
-        if self.resize != 1.0:
+        if resize != 1.0:
             for y0 in range(0, h, 256):
                 keep(y0, min(h, y0 + 256), 0, w, upsampled_rows(probs, y0, min(h, y0 + 256), h, w))
         else:
