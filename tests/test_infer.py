@@ -249,6 +249,10 @@ def test_resize_runs_the_model_on_the_resized_page_and_answers_at_full_size():
     assert (r.ink_mask() == (p > 0.5)).mean() > 0.999  # the run goes through the 8-bit map of the small page
     assert not np.array_equal(r.ink_mask(), Binarizer().run(page).ink_mask())
     assert Binarizer(resize=0.5).run(np.full((40, 60), 200, np.uint8)).blank
+    # a 16-bit page keeps its scale when resized: a negative is still found
+    neg = 255 - page
+    r8, r16 = b.run(neg), b.run(neg.astype(np.uint16) * 257)
+    assert r8.polarity == r16.polarity == "inverted" and (r8.ink_mask() == r16.ink_mask()).mean() > 0.999
     for bad in (0, -1, float("nan")):
         with pytest.raises(UsageError, match="resize"):
             Binarizer(resize=bad)
