@@ -494,6 +494,21 @@ def test_inverted_band_edges_fall_between_lines_of_text(page: np.ndarray) -> Non
     assert abs(top_u - cut) <= 3  # unsnapped: where drawn (a row or two around it may read as changed)
 
 
+def test_an_inverted_band_thinner_than_a_line_grows_to_hold_it(page: np.ndarray) -> None:
+    rows = page.sum(axis=1)
+    cut = int(np.argmax(rows[60:150])) + 60  # the busiest row of a line of text (below the page's rule)
+    quiet = rows <= 0.05 * rows.max()
+    line = (int(np.flatnonzero(quiet[:cut])[-1]), cut + int(np.flatnonzero(quiet[cut:])[0]))  # its quiet rows
+    (img, _), (img0, _), _ = with_and_without(
+        page, "inverted_band", boxes=[[cut - 2, 0, 5, 200]], dark=0.1, light=0.9, soft=0.0, snap=True
+    )
+    changed = np.nonzero(np.abs(img - img0).reshape(len(rows), -1).max(axis=1) > 60)[0]
+    top, bottom = int(changed.min()), int(changed.max()) + 1
+    assert top <= line[0] + 1 and bottom >= line[1] - 1  # the whole line is inside: no letter cut in half
+    assert bottom - top < 3 * (line[1] - line[0])  # and not much more
+    assert quiet[top] and quiet[bottom - 1]
+
+
 def test_drawn_inverted_bands_are_snapped() -> None:
     p = D.draw_params(np.random.default_rng(1), (300, 300), only=["inverted_band"])["effects"]["inverted_band"]
     assert p["snap"] is True

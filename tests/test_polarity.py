@@ -99,12 +99,22 @@ def dark_things(kind: str) -> np.ndarray:
         page *= np.clip(np.linspace(0.1, 1.4, 400), 0.1, 1.0)[None, :]
     spots = rng.random((400, 400)) < 0.02  # light specks everywhere
     page[spots] = 220
+    if kind == "redaction":  # a bar of solid black over a line: not a light pixel inside to measure from
+        page[150:230, 40:360] = 10
     return np.clip(page, 0, 255).astype(np.uint8)
 
 
-@pytest.mark.parametrize("kind", ["stain", "border", "bold text", "heavy words", "shadow"])
+@pytest.mark.parametrize("kind", ["stain", "border", "bold text", "heavy words", "shadow", "redaction"])
 def test_dark_areas_that_are_not_bands_are_left_alone(kind: str) -> None:
     assert find_bands(dark_things(kind)) == []
+
+
+def test_a_redaction_bar_is_left_as_it_is() -> None:
+    page = dark_things("redaction")
+    b = Binarizer(polarity="auto")
+    r = b.run(page)
+    assert r.polarity == "normal"
+    np.testing.assert_array_equal(r.ink_mask(), b.run(page, polarity="normal").ink_mask())
 
 
 def test_a_band_is_normalised_apart_from_the_page() -> None:

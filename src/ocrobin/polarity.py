@@ -20,8 +20,9 @@ light paper reaches far below the median, light text on a dark ground far above 
 
 * Before that search, :func:`find_bands` looks for reverse-printed *bands* pixel by pixel: dark rectangles,
   parallel to the page's edges, with straight sharp edges, a flat ground wider than strokes and light strokes
-  inside (a heading bar, a dark caption box). Stains, shadows, scan borders along a page edge, lines of bold
-  or blurred text and words of heavy handwriting fail one of those tests. A band needs no model check; the
+  inside, in its middle too (a heading bar, a dark caption box). Stains, shadows, scan borders along a page
+  edge, lines of bold or blurred text, words of heavy handwriting and solid bars (a redaction over text)
+  fail one of those tests. A band needs no model check; the
   binarizer inverts it exactly and normalises its contrast on its own, and the rest of the page without it
   (a dark band would otherwise set the page's black point and change how the text around it is read).
 
@@ -90,7 +91,9 @@ BAND_FLAT = 0.6
 #: light text, is nowhere wider than its strokes. (Bands of the band pages of ``benchmarks/polarity.py``:
 #: 24 or more; words of heavy handwriting that passed every other test: 18 or less.)
 BAND_REACH = 21
-#: Light text inside: at least this share of the pixels lie above the ground by 0.3 of the contrast.
+#: Light text inside: at least this share of the pixels lie above the ground by 0.3 of the contrast, in
+#: the band's middle (its rectangle less a quarter of its short side all round: a solid bar, a redaction
+#: over text, has light pixels only where the lines it touches come in at its edges).
 BAND_LIGHT = 0.01
 #: A band's blurred edge is looked for this many pixels (of the reduced page) on each side of it.
 BAND_EDGE = 2
@@ -512,7 +515,7 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
             y1 = data.shape[0] if box[1] >= g.shape[0] else y1
             x1 = data.shape[1] if box[3] >= g.shape[1] else x1
             if k > 1:  # a reduced page: its text and exact edges are looked for on the page's own pixels
-                if not _holds_text(data, scale, (y0, y1, x0, x1), levels, 3 * k):
+                if not _holds_text(data, scale, (y0, y1, x0, x1), levels, max(3 * k, min(y1 - y0, x1 - x0) // 4)):
                     continue
                 y0, y1, x0, x1 = _exact_edges(data, scale, (y0, y1, x0, x1), levels, k)
             out.append(((y0, y1, x0, x1), levels))
@@ -650,9 +653,12 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
     if float((np.abs(vals - ground) < 0.2 * contrast).mean()) < BAND_FLAT:
         return None
     reach = ndimage.distance_transform_cdt(gw[y0:y1, x0:x1] < mid, metric="chessboard")
-    if float(np.percentile(reach[reach > 0], 99)) < BAND_REACH * math.sqrt(h * w / 1e6):
+    reach = reach[reach > 0]  # (a box dark all over has no light pixel to measure from: no light text either)
+    if reach.size == 0 or float(np.percentile(reach, 99)) < BAND_REACH * math.sqrt(h * w / 1e6):
         return None
-    if text and float((vals > ground + 0.3 * contrast).mean()) < BAND_LIGHT:
+    q = min(y1 - y0, x1 - x0) // 4
+    core = gw[y0 + q:y1 - q, x0 + q:x1 - q][inner[q:inner.shape[0] - q, q:inner.shape[1] - q]]
+    if text and (core.size == 0 or float((core > ground + 0.3 * contrast).mean()) < BAND_LIGHT):
         return None
     return (oy + y0, oy + y1, ox + x0, ox + x1), (ground, local)
 
