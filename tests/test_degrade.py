@@ -506,7 +506,7 @@ def test_an_inverted_band_thinner_than_a_line_grows_to_hold_it(page: np.ndarray)
     top, bottom = int(changed.min()), int(changed.max()) + 1
     assert top <= line[0] + 1 and bottom >= line[1] - 1  # the whole line is inside: no letter cut in half
     assert bottom - top < 3 * (line[1] - line[0])  # and not much more
-    assert quiet[top] and quiet[bottom - 1]
+    assert quiet[top] and quiet[bottom]  # its edges: the first row in it and the first row after it
 
 
 def test_drawn_inverted_bands_are_snapped() -> None:
