@@ -256,6 +256,12 @@ def test_resize_runs_the_model_on_the_resized_page_and_answers_at_full_size():
     for bad in (0, -1, float("nan")):
         with pytest.raises(UsageError, match="resize"):
             Binarizer(resize=bad)
+        with pytest.raises(UsageError, match="resize"):
+            b.run(page, resize=bad)
+    # one binarizer, the factor given per page (as a server does per request)
+    plain = Binarizer()
+    np.testing.assert_array_equal(plain.run(page, resize=0.5).ink, b.run(page).ink)
+    np.testing.assert_array_equal(b.run(page, resize=1.0).ink, plain.run(page).ink)
 
 
 def test_binarize_resize_option_keeps_the_page_size_and_dpi(tmp_path):

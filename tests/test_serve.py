@@ -143,6 +143,18 @@ async def test_threshold_polarity_and_multipart_equal_cli(seed, page_png, tmp_pa
     assert plain.content != want
 
 
+async def test_resize_equals_cli(seed, page_png, tmp_path):
+    out = cli_outputs(page_png, tmp_path / "o", "--resize", "0.5")
+    data = page_png.read_bytes()
+    async with client(create_app([seed])) as c:
+        small = await c.post("/v1/binarize?resize=0.5", content=data)
+        plain = await c.post("/v1/binarize", content=data)
+        bad = [await c.post(f"/v1/binarize?resize={v}", content=data) for v in ("0", "-1", "nan", "9")]
+    assert small.content == (out / "page.bin.png").read_bytes() != plain.content
+    assert small.headers["x-ocrobin-size"] == plain.headers["x-ocrobin-size"]  # answered at the page's size
+    assert [r.status_code for r in bad] == [400] * 4 and all("resize" in r.json()["error"] for r in bad)
+
+
 async def test_tiff_upload_and_gray_page(seed, tmp_path):
     src = tmp_path / "scan.tif"
     Image.fromarray(text_page(seed=3)).save(src, dpi=(200, 200))
@@ -189,7 +201,7 @@ async def test_page_and_assets_are_served_with_a_strict_policy(seed):
     assert 'src="static/app.js"' in page.text
     assert outside.status_code == 404 and outside.json() == {"error": "Not Found"}
     post = spec["paths"]["/v1/binarize"]["post"]
-    assert {p["name"] for p in post["parameters"]} == {"threshold", "polarity", "format", "model"}
+    assert {p["name"] for p in post["parameters"]} == {"threshold", "polarity", "format", "model", "resize"}
     assert {"400", "413", "503", "504"} <= set(post["responses"])
 
 

@@ -146,6 +146,17 @@ def test_page_upload_threshold_split_download(serve, browser, tmp_path):
     assert after > before > 0  # a lower threshold shows more ink
     assert len([r for r in requests if r.startswith("POST ")]) == 1  # re-thresholded in the browser
 
+    with page.expect_response(lambda r: "resize=0.5" in r.url) as answer:
+        page.select_option("#resize", "0.5")  # a new scale for the model: one more run, at the page's size
+    assert answer.value.status == 200 and answer.value.headers["x-ocrobin-size"] == "360x240"
+    page.wait_for_selector("body[data-state=ready]", timeout=60_000)
+    posts = [r for r in requests if r.startswith("POST ")]
+    assert len(posts) == 2 and "format=prob" in posts[1]
+    with page.expect_response(lambda r: "/v1/binarize" in r.url and "resize" not in r.url):
+        page.select_option("#resize", "1")
+    page.wait_for_selector("body[data-state=ready]", timeout=60_000)
+    assert ink_pixels(page, "canvas-result") == after  # back at scale 1, the same result as before
+
     page.click("#view-split")
     halves = split_halves(page)
     assert halves["left"] > 0 and halves["leftGrey"] > 0  # the grey original on the left

@@ -273,6 +273,17 @@ def model_view(gray: np.ndarray, page_norm: dict[str, Any] | None) -> np.ndarray
     return prepare(plan_page(gray, detect_bands(gray, data_scale(gray)), page_norm), gray, 0, 0)[0, 0].numpy()
 
 
+def check_resize(factor: float) -> float:
+    """A resize factor as a float.
+
+    Raises:
+        UsageError: it is not a finite positive number.
+    """
+    if not (math.isfinite(factor) and factor > 0):
+        raise UsageError(f"resize must be a positive factor, not {factor!r}")
+    return float(factor)
+
+
 def resized(data: np.ndarray, s: float) -> np.ndarray:
     """A page resized by ``s`` (Lanczos), in its own dtype and scale (:func:`data_scale`)."""
     h, w = data.shape
@@ -339,9 +350,7 @@ class Binarizer:
             raise UsageError(f"unknown polarity {polarity!r} (auto, normal or inverted)")
         if precision not in PRECISIONS:
             raise UsageError(f"unknown precision {precision!r} (fp32 or bf16)")
-        if not (math.isfinite(resize) and resize > 0):
-            raise UsageError(f"resize must be a positive factor, not {resize!r}")
-        self.resize = float(resize)
+        self.resize = check_resize(resize)
         try:
             self.device = torch.device(device)
         except RuntimeError as e:
@@ -577,7 +586,7 @@ class Binarizer:
 
     @torch.inference_mode()
     def run(self, image: Image.Image | np.ndarray, t: float = 0.5, prob: bool = False,
-            polarity: str | None = None) -> PageResult:
+            polarity: str | None = None, resize: float | None = None) -> PageResult:
         """Binarize one page into a 1-bit buffer (and an 8-bit probability map), tile by tile.
 
         Memory: the page as given (keep it 8-bit: 1 byte per pixel), 1 bit per pixel for the result, 1 byte
@@ -588,11 +597,16 @@ class Binarizer:
             t: ink where the probability is above ``t``.
             prob: also keep floor(255 × p) as uint8.
             polarity: overrides the binarizer's polarity for this page.
+            resize: overrides the binarizer's resize factor for this page.
 
         Returns:
             the :class:`PageResult`.
+
+        Raises:
+            UsageError: a resize factor that is not positive.
         """
-        return self._run(self._as_page(image), t, prob, polarity, self.resize)
+        factor = self.resize if resize is None else check_resize(resize)
+        return self._run(self._as_page(image), t, prob, polarity, factor)
 
     def _run(self, data: np.ndarray, t: float, prob: bool, polarity: str | None, resize: float) -> PageResult:
         """:meth:`run` of a page, the model seeing it resized by ``resize``."""

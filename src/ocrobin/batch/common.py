@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..exceptions import OcrobinError, UsageError
+from ..infer import check_resize
 from ..polarity import MODES
 
 ErrorHandler = Callable[[str, Exception], None]
@@ -37,6 +38,7 @@ class Options:
         threshold: ink where the probability is above it.
         polarity: ``auto``, ``normal`` or ``inverted`` (see :mod:`ocrobin.polarity`).
         overwrite: redo outputs that exist.
+        resize: the model sees each page resized by this factor (None: the binarizer's own).
     """
 
     fmt: str = "png"
@@ -44,6 +46,7 @@ class Options:
     threshold: float = 0.5
     polarity: str = "auto"
     overwrite: bool = False
+    resize: float | None = None
 
     def __post_init__(self) -> None:
         if self.fmt not in ("png", "tif", "tiff"):
@@ -52,6 +55,8 @@ class Options:
             raise UsageError("the threshold must lie in [0, 1]")
         if self.polarity not in MODES:
             raise UsageError(f"unknown polarity {self.polarity!r} ({', '.join(MODES)})")
+        if self.resize is not None:
+            check_resize(self.resize)
 
 
 @dataclass

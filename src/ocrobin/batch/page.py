@@ -56,10 +56,10 @@ def binarize_page(binarizer: Binarizer, page: Page, opts: Options, shard: bool =
     Args:
         binarizer: the model.
         page: from :func:`ocrobin.imageio.iter_pages` or :func:`ocrobin.imageio.decode_pages`.
-        opts: threshold, polarity, format, whether to keep the probability.
+        opts: threshold, polarity, resize, format, whether to keep the probability.
         shard: encode for a shard (``bin.png`` 8-bit 0/255, no DPI) rather than for a file.
     """
-    result = binarizer.run(page.data, t=opts.threshold, prob=opts.prob, polarity=opts.polarity)
+    result = binarizer.run(page.data, t=opts.threshold, prob=opts.prob, polarity=opts.polarity, resize=opts.resize)
     page.data = np.zeros((0, 0), np.uint8)  # the caller's page no longer holds the pixels
     if shard:
         enc = Encoded(result, encode_training(result), encode_prob(result) if opts.prob else None)

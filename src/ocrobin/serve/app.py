@@ -194,6 +194,9 @@ def create_app(binarizers: Sequence[Binarizer], limits: Limits | None = None, to
             "PNG (floor(255 × p)); gray: the decoded grey page as PNG, no model run")] = "png",
         model: Annotated[str | None, Query(description="one of GET /v1/models; default: the first loaded")]
         = None,
+        resize: Annotated[float, Query(gt=0.0, le=8.0, description="the model sees the page resized by this "
+                                       "factor (0.5 for a scan whose strokes are twice as thick as usual); the "
+                                       "answer has the page's own size")] = 1.0,
     ) -> Response:
         name = default if model in (None, "", "default") else model
         if name not in models:
@@ -203,7 +206,8 @@ def create_app(binarizers: Sequence[Binarizer], limits: Limits | None = None, to
         async def work(slot: Slot) -> Response:
             data = await read_image(request.stream(), request.headers.get("content-type"), limits.max_bytes)
             check_pixels(data, limits.max_pixels)
-            reply = await slot.run(partial(process, models[name], data, fmt, threshold, polarity, slot.admitted))
+            reply = await slot.run(partial(process, models[name], data, fmt, threshold, polarity, slot.admitted,
+                                           resize=resize))
             return Response(reply.body, media_type=reply.media_type, headers=reply.headers)
 
         return await pool.handle(work)

@@ -67,7 +67,7 @@ def _timing(parts: dict[str, float]) -> str:
 
 
 def process(binarizer: Binarizer, data: bytes, fmt: str, threshold: float, polarity: str, admitted: float,
-            cancelled: threading.Event) -> Reply:
+            cancelled: threading.Event, resize: float = 1.0) -> Reply:
     """Decode the upload, run the model and encode the answer in ``fmt``.
 
     Args:
@@ -79,6 +79,7 @@ def process(binarizer: Binarizer, data: bytes, fmt: str, threshold: float, polar
         polarity: ``auto``, ``normal`` or ``inverted``.
         admitted: ``time.perf_counter()`` when the request was admitted (for ``Server-Timing``).
         cancelled: set when the request is over.
+        resize: the model sees the page resized by this factor (as ``ocrobin binarize --resize``).
 
     Returns:
         the :class:`Reply`; its body equals what ``ocrobin binarize`` writes for the same image and options.
@@ -100,7 +101,7 @@ def process(binarizer: Binarizer, data: bytes, fmt: str, threshold: float, polar
         timing["encode"] = time.perf_counter() - t1
         return Reply(body, FORMATS[fmt], {"Server-Timing": _timing(timing)})
     opts = Options(fmt="tif" if fmt == "tif" else "png", prob=fmt == "prob", threshold=threshold,
-                   polarity=polarity)
+                   polarity=polarity, resize=resize)
     enc = binarize_page(binarizer, page, opts)
     r = enc.result
     timing["model"] = r.seconds

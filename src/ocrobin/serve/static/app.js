@@ -14,7 +14,7 @@
   const $ = (id) => document.getElementById(id);
   const el = {
     file: $("file"), filename: $("filename"), threshold: $("threshold"), thresholdValue: $("threshold-value"),
-    polarity: $("polarity"), model: $("model"), viewSide: $("view-side"), viewSplit: $("view-split"),
+    polarity: $("polarity"), resize: $("resize"), model: $("model"), viewSide: $("view-side"), viewSplit: $("view-split"),
     zoomIn: $("zoom-in"), zoomOut: $("zoom-out"), zoomFit: $("zoom-fit"), zoom1: $("zoom-1"),
     zoomValue: $("zoom-value"), downloadPng: $("download-png"), downloadTif: $("download-tif"),
     status: $("status"), info: $("info"), stage: $("stage"), divider: $("divider"),
@@ -92,6 +92,7 @@
   function post(format, threshold) {
     const q = new URLSearchParams({ format, polarity: el.polarity.value });
     if (el.model.value) q.set("model", el.model.value);
+    if (el.resize.value !== "1") q.set("resize", el.resize.value);
     if (threshold !== undefined) q.set("threshold", threshold);
     return api("v1/binarize?" + q, {
       method: "POST", body: st.file, headers: { "Content-Type": st.file.type || "application/octet-stream" },
@@ -451,6 +452,7 @@
   el.file.addEventListener("change", () => openFile(el.file.files[0]));
   el.threshold.addEventListener("input", rethreshold);
   el.polarity.addEventListener("change", rerun);
+  el.resize.addEventListener("change", rerun);
   el.model.addEventListener("change", rerun);
   el.viewSide.addEventListener("click", () => setMode("side"));
   el.viewSplit.addEventListener("click", () => setMode("split"));
