@@ -251,6 +251,8 @@ def test_resize_runs_the_model_on_the_resized_page_and_answers_at_full_size():
     assert Binarizer(resize=0.5).run(np.full((40, 60), 200, np.uint8)).blank
     # a 16-bit page keeps its scale when resized: a negative is still found
     neg = 255 - page
+    small16 = resized(neg.astype(np.uint16) * 257, 0.5)
+    assert small16.dtype == np.uint16 and np.abs(small16 / 257.0 - resized(neg, 0.5)).max() <= 1.0
     r8, r16 = b.run(neg), b.run(neg.astype(np.uint16) * 257)
     assert r8.polarity == r16.polarity == "inverted" and (r8.ink_mask() == r16.ink_mask()).mean() > 0.999
     for bad in (0, -1, float("nan")):

@@ -288,12 +288,9 @@ def resized(data: np.ndarray, s: float) -> np.ndarray:
     """A page resized by ``s`` (Lanczos), in its own dtype and scale (:func:`data_scale`)."""
     h, w = data.shape
     size = (max(1, round(w * s)), max(1, round(h * s)))
-    if data.dtype == np.uint8:
-        return np.asarray(Image.fromarray(data).resize(size, Image.LANCZOS))
-    out = np.asarray(Image.fromarray(data.astype(np.float32), mode="F").resize(size, Image.LANCZOS))
-    if data.dtype == np.uint16:  # back to 16 bits: a float page would be read as 0..1
-        return np.clip(np.rint(out), 0, 65535).astype(np.uint16)
-    return out
+    if data.dtype in (np.uint8, np.uint16):  # resampled in their own depth (Pillow's L and I;16): no float copy
+        return np.asarray(Image.fromarray(np.ascontiguousarray(data)).resize(size, Image.LANCZOS))
+    return np.asarray(Image.fromarray(np.asarray(data, np.float32), mode="F").resize(size, Image.LANCZOS))
 
 
 def upsampled_rows(small: torch.Tensor, y0: int, y1: int, h: int, w: int) -> torch.Tensor:
