@@ -27,6 +27,7 @@ from ocrobin.datasets import find_pairs
 from ocrobin.imageio import iter_pages, read_ground_truth
 from ocrobin.infer import Binarizer
 from ocrobin.metrics import fmeasure
+from ocrobin.polarity import find_bands
 
 
 def band_pages(n: int, seed: int, truths: list[str]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -66,6 +67,8 @@ def band_args(doc: str) -> tuple[argparse.Namespace, Binarizer, Binarizer]:
 
 
 def main() -> None:
+    from band_oracle import band_box
+
     args, auto, normal = band_args(__doc__)
 
     def fm(b: Binarizer, page: np.ndarray, gt: np.ndarray) -> tuple[float, str]:
@@ -101,15 +104,17 @@ def main() -> None:
             fb, db = fm(auto, img_b, ink)
             fbn, _ = fm(normal, img_b, ink)
             f0, _ = fm(auto, img_n, ink)
-            rows_b.append((fb, fbn, f0, db))
+            gray = img_b.mean(axis=2).astype(np.uint8) if img_b.ndim == 3 else img_b
+            rows_b.append((fb, fbn, f0, db, band_box(img_b, img_n), find_bands(gray)))
             ok += fb >= f0 - 1.0
         a = np.array([r[:3] for r in rows_b])
         print(f"{len(rows_b)} synthetic pages with an inverted band: auto FM >= page without band - 1 on {ok}; "
               f"mean FM with band auto {a[:, 0].mean():.2f}, normal {a[:, 1].mean():.2f}, without band "
               f"{a[:, 2].mean():.2f}; regions found on {sum(r[3] == 'inverted-regions' for r in rows_b)}")
-        for fb, fbn, f0, db in rows_b:
+        for j, (fb, fbn, f0, db, drawn, found) in enumerate(rows_b):
             if fb < f0 - 1.0:
-                print(f"  band: auto {fb:.2f} ({db}), normal {fbn:.2f}, without band {f0:.2f}")
+                print(f"  band page {j}: auto {fb:.2f} ({db}), normal {fbn:.2f}, without band {f0:.2f}; band drawn "
+                      f"at {drawn}, found: {', '.join(map(str, found)) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,18 @@ def test_a_printed_band_is_found_to_the_pixel() -> None:
     assert find_bands(big) == [(5 * y0, 5 * y1, 0, big.shape[1])]
 
 
+def test_a_band_with_a_ruling_running_close_along_its_edge_is_found() -> None:
+    # a table's rule below the band, skewed: from 2 to 15 px below its edge, so the closed page joins it to
+    # the band along part of its length; the paper beside the thin rule keeps the edge sharp
+    page, (y0, y1) = page_with_band()
+    for x in range(page.shape[1]):
+        r = y1 + 2 + (14 * x) // page.shape[1]
+        page[r:r + 2, x] = 40
+    (found,) = find_bands(page)
+    assert found[0] == y0 and found[2:] == (0, page.shape[1])
+    assert y1 <= found[1] <= y1 + 8  # (where the rule comes within 2 px, it may be taken into the band)
+
+
 def test_a_band_is_found_on_a_page_reduced_until_its_text_is_grey(monkeypatch: pytest.MonkeyPatch) -> None:
     # a huge page is searched reduced some 10 times: its lines of text turn into a grey as far below the
     # paper as a band's ground is, and join the band unless the search also cuts nearer the band's ground

@@ -80,7 +80,7 @@ BAND_CONTRAST = 0.2
 #: At least this share of its rectangle is dark ground (its light text's holes filled).
 BAND_FILL = 0.85
 #: Straight sharp edges: along every side that is not the page's edge, at least this share of the pixels
-#: 3 to 6 pixels inside is dark and 3 to 6 pixels outside is light.
+#: 3 to 6 pixels inside is dark, and of the places along it this share has light 2 to 6 pixels outside.
 BAND_STRAIGHT = 0.7
 #: A flat ground: at least this share of the pixels inside lie within a fifth of the contrast of the ground
 #: (a band is printed in one tone; a line of bold or blurred text is not).
@@ -634,16 +634,20 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
     vertical = y1 - y0 > x1 - x0
     if (ox + x0 < 3 or ox + x1 > w - 3) if vertical else (oy + y0 < 3 or oy + y1 > h - 3):
         return None
-    # inside, the band's light text is removed up to the width dark text is removed outside
+    # inside, the band's light text is removed up to the width dark text is removed outside; outside, a
+    # place along the edge is light when one of its rows (columns) 2 to 6 pixels out is, in the page or
+    # with its dark text removed: a ruling or a line of text running close along the edge leaves it sharp,
+    # a dark area going on beyond it does not
     solid = _grey_open(gw, BAND_CLOSE)
-    for strip_in, strip_out, off_page in (
-            (solid[y0 + 3:y0 + 7, x0:x1], tw[max(0, y0 - 6):max(0, y0 - 2), x0:x1], oy + y0 < 7),
-            (solid[y1 - 7:y1 - 3, x0:x1], tw[y1 + 2:y1 + 6, x0:x1], oy + y1 > h - 7),
-            (solid[y0:y1, x0 + 3:x0 + 7], tw[y0:y1, max(0, x0 - 6):max(0, x0 - 2)], ox + x0 < 7),
-            (solid[y0:y1, x1 - 7:x1 - 3], tw[y0:y1, x1 + 2:x1 + 6], ox + x1 > w - 7)):
+    light = (tw >= mid) | (gw >= mid)
+    for strip_in, strip_out, off_page, across in (
+            (solid[y0 + 3:y0 + 7, x0:x1], light[max(0, y0 - 6):max(0, y0 - 2), x0:x1], oy + y0 < 7, 0),
+            (solid[y1 - 7:y1 - 3, x0:x1], light[y1 + 2:y1 + 6, x0:x1], oy + y1 > h - 7, 0),
+            (solid[y0:y1, x0 + 3:x0 + 7], light[y0:y1, max(0, x0 - 6):max(0, x0 - 2)], ox + x0 < 7, 1),
+            (solid[y0:y1, x1 - 7:x1 - 3], light[y0:y1, x1 + 2:x1 + 6], ox + x1 > w - 7, 1)):
         straight = float((strip_in < mid).mean()) if strip_in.size else 0.0
         if not off_page and strip_out.size:
-            straight = min(straight, float((strip_out >= mid).mean()))
+            straight = min(straight, float(strip_out.any(axis=across).mean()))
         if straight < BAND_STRAIGHT:
             return None
     inner = _filter(reg[y0:y1, x0:x1], 7, np.minimum, False)
