@@ -14,6 +14,7 @@ from PIL import Image
 from ocrobin import degrade as D
 from ocrobin import render as R
 from ocrobin.cli import main
+from ocrobin.degrade.sheet import QUIET
 from ocrobin.exceptions import DataError, UsageError
 from ocrobin.shards import iter_samples
 
@@ -497,7 +498,7 @@ def test_inverted_band_edges_fall_between_lines_of_text(page: np.ndarray) -> Non
 def test_an_inverted_band_thinner_than_a_line_grows_to_hold_it(page: np.ndarray) -> None:
     rows = page.sum(axis=1)
     cut = int(np.argmax(rows[60:150])) + 60  # the busiest row of a line of text (below the page's rule)
-    quiet = rows <= 0.05 * rows.max()
+    quiet = rows <= QUIET * page.shape[1]  # no letter crosses the row
     line = (int(np.flatnonzero(quiet[:cut])[-1]), cut + int(np.flatnonzero(quiet[cut:])[0]))  # its quiet rows
     (img, _), (img0, _), _ = with_and_without(
         page, "inverted_band", boxes=[[cut - 2, 0, 5, 200]], dark=0.1, light=0.9, soft=0.0, snap=True

@@ -37,17 +37,19 @@ def quiet_line(profile: np.ndarray, at: int, reach: int) -> int:
     return int(idx[np.lexsort((np.abs(idx - at), profile[lo:hi]))[0]])
 
 
-#: A row (column) is quiet when it holds at most this share of the busiest row's ink.
-QUIET = 0.05
+#: A row (column) is quiet when its ink adds up to at most this share of its length: no letter crosses it
+#: (a share of the page's busiest row would let rows through a sparse line of large type pass).
+QUIET = 0.004
 
 
-def band_edge(profile: np.ndarray, at: int, reach: int, outward: int) -> int:
+def band_edge(profile: np.ndarray, at: int, reach: int, outward: int, length: int) -> int:
     """Where a band's edge drawn at ``at`` is set: the quietest row within ``reach`` (:func:`quiet_line`);
-    when even that one cuts text (it is not :data:`QUIET`), the nearest quiet row further out in the
-    direction ``outward`` (−1: up or left, +1: down or right), up to a quarter of the page, so that a band
-    thinner than a line of text grows to hold the line instead of cutting its letters in half."""
+    when even that one cuts text (it is not :data:`QUIET`; ``length``: the rows' length), the nearest quiet
+    row further out in the direction ``outward`` (−1: up or left, +1: down or right), up to a quarter of
+    the page, so that a band thinner than a line of text grows to hold the line instead of cutting its
+    letters in half."""
     i = quiet_line(profile, at, reach)
-    quiet = QUIET * float(profile.max())
+    quiet = QUIET * length
     if profile[i] <= quiet:
         return i
     far = at + outward * max(reach, len(profile) // 4)
@@ -60,16 +62,19 @@ def band_edge(profile: np.ndarray, at: int, reach: int, outward: int) -> int:
 
 def snap_box(alpha: np.ndarray, box: list[int]) -> list[int]:
     """A band's box with its two long edges moved to the quietest rows (columns, for a band down the page)
-    within a third of its height (width), or further out where no row there is quiet (:func:`band_edge`),
-    as a reverse-printed bar is set around its own lines instead of cutting through the text."""
+    within a third of its height (width), as a reverse-printed bar is set around its own lines instead of
+    cutting through the text; a band across the page goes further out where no row there is quiet
+    (:func:`band_edge`)."""
     y0, x0, bh, bw = box
     h, w = alpha.shape
     if bw >= w:  # across the page: move the top and bottom edges
         rows = alpha.sum(axis=1)
-        a, b = band_edge(rows, y0, bh // 3, -1), band_edge(rows, y0 + bh, bh // 3, 1)
+        a, b = band_edge(rows, y0, bh // 3, -1, w), band_edge(rows, y0 + bh, bh // 3, 1, w)
         return [a, x0, max(1, b - a), bw]
+    # down the page: the quietest columns near the drawn edges (lines of text run across every column, so
+    # none need be quiet; growing the band to one would only make it wider)
     cols = alpha.sum(axis=0)
-    a, b = band_edge(cols, x0, bw // 3, -1), band_edge(cols, x0 + bw, bw // 3, 1)
+    a, b = quiet_line(cols, x0, bw // 3), quiet_line(cols, x0 + bw, bw // 3)
     return [y0, a, bh, max(1, b - a)]
 
 
