@@ -70,6 +70,17 @@ def test_a_band_with_a_ruling_running_close_along_its_edge_is_found() -> None:
     assert y1 <= found[1] <= y1 + 8  # (where the rule comes within 2 px, it may be taken into the band)
 
 
+def test_a_band_running_into_a_darker_scan_border_is_found() -> None:
+    # a grey band down the page from a black border along the page's top: one dark area, split by level
+    page, (x0, x1) = page_with_band()
+    page = np.ascontiguousarray(page.T)  # the band runs down the page, columns x0..x1
+    band = page[:, x0:x1].astype(np.int32)
+    page[:, x0:x1] = (60 + (band - band.min()) * 0.6).astype(np.uint8)  # ground 60, its text light
+    page[:40] = 10
+    (found,) = find_bands(page)
+    assert abs(found[0] - 40) <= 3 and found[1:] == (page.shape[0], x0, x1)  # (its edge on the border: ±3 px)
+
+
 def test_a_band_is_found_on_a_page_reduced_until_its_text_is_grey(monkeypatch: pytest.MonkeyPatch) -> None:
     # a huge page is searched reduced some 10 times: its lines of text turn into a grey as far below the
     # paper as a band's ground is, and join the band unless the search also cuts nearer the band's ground

@@ -22,9 +22,10 @@ light paper reaches far below the median, light text on a dark ground far above 
   parallel to the page's edges, with straight sharp edges, a flat ground wider than strokes and light strokes
   inside, in its middle too (a heading bar, a dark caption box). Stains, shadows, scan borders along a page
   edge, lines of bold or blurred text, words of heavy handwriting and solid bars (a redaction over text)
-  fail one of those tests. A band needs no model check; the
-  binarizer inverts it exactly and normalises its contrast on its own, and the rest of the page without it
-  (a dark band would otherwise set the page's black point and change how the text around it is read).
+  fail one of those tests. A band running into a darker area (a scan border) is split from it by level.
+  A band needs no model check; the binarizer inverts it exactly and normalises its contrast on its own,
+  and the rest of the page without it (a dark band would otherwise set the page's black point and change
+  how the text around it is read).
 
 The decision is a :class:`Polarity`, which gives, tile by tile, how much to invert each pixel
 (:meth:`Polarity.tile_mask`): 1 inside a region, and near its edge only the pixels whose neighbourhood is
@@ -498,7 +499,9 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
         strict[crop] |= _open(t < min(paper - BAND_CONTRAST, (paper + float(np.percentile(t, 1))) / 2), BAND_SIDE)
     out: list[tuple[tuple[int, int, int, int], tuple[float, float]]] = []
     taken = np.zeros(g.shape, bool)
-    for cand in (loose, strict):
+    for cand in (loose, strict, None):
+        if cand is None:  # last, what is left of the dark areas split by level
+            cand = _lighter_parts(loose & ~taken, thick)
         labels, _ = ndimage.label(cand & ~taken)
         areas = np.bincount(labels.ravel())
         for i, sl in enumerate(ndimage.find_objects(labels), start=1):
@@ -520,6 +523,33 @@ def _find_bands(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
                 y0, y1, x0, x1 = _exact_edges(data, scale, (y0, y1, x0, x1), levels, k)
             out.append(((y0, y1, x0, x1), levels))
             taken[box[0]:box[1], box[2]:box[3]] = True
+    return out
+
+
+def _lighter_parts(mask: np.ndarray, thick: np.ndarray) -> np.ndarray:
+    """The lighter of two grey levels of each dark area of ``mask`` that holds two (Otsu's cut of its
+    ``thick`` values, the levels at least half :data:`BAND_CONTRAST` apart): a band running into a darker
+    scan border or shadow, which joins them into one area that is no rectangle."""
+    from scipy import ndimage
+
+    out = np.zeros(mask.shape, bool)
+    labels, _ = ndimage.label(mask)
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        comp = labels[sl] == i
+        vals = thick[sl][comp]
+        if vals.size < 2 * BAND_AREA:
+            continue
+        hist, edges = np.histogram(vals, bins=64)
+        w = np.cumsum(hist) / vals.size  # Otsu: the cut with the largest variance between the two classes
+        mu = np.cumsum(hist * (edges[:-1] + edges[1:]) / 2) / vals.size
+        between = (mu[-1] * w - mu) ** 2 / np.maximum(w * (1 - w), 1e-12)
+        cut = float(edges[1 + int(np.argmax(between[:-1]))])
+        light, dark = vals[vals > cut], vals[vals <= cut]
+        if min(light.size, dark.size) < BAND_AREA or float(light.mean() - dark.mean()) < BAND_CONTRAST / 2:
+            continue
+        out[sl] |= _open(comp & (thick[sl] > cut), BAND_SIDE)
     return out
 
 
@@ -637,16 +667,22 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
     # inside, the band's light text is removed up to the width dark text is removed outside; outside, a
     # place along the edge is light when one of its rows (columns) 2 to 6 pixels out is, in the page or
     # with its dark text removed: a ruling or a line of text running close along the edge leaves it sharp,
-    # a dark area going on beyond it does not
+    # a dark area going on beyond it does not, unless it is darker than the band's edge by a step (a scan
+    # border the band runs into; a ground that only darkens on has no step)
     solid = _grey_open(gw, BAND_CLOSE)
     light = (tw >= mid) | (gw >= mid)
-    for strip_in, strip_out, off_page, across in (
-            (solid[y0 + 3:y0 + 7, x0:x1], light[max(0, y0 - 6):max(0, y0 - 2), x0:x1], oy + y0 < 7, 0),
-            (solid[y1 - 7:y1 - 3, x0:x1], light[y1 + 2:y1 + 6, x0:x1], oy + y1 > h - 7, 0),
-            (solid[y0:y1, x0 + 3:x0 + 7], light[y0:y1, max(0, x0 - 6):max(0, x0 - 2)], ox + x0 < 7, 1),
-            (solid[y0:y1, x1 - 7:x1 - 3], light[y0:y1, x1 + 2:x1 + 6], ox + x1 > w - 7, 1)):
+    for inside, outside, off_page, across in (
+            (np.s_[y0 + 3:y0 + 7, x0:x1], np.s_[max(0, y0 - 6):max(0, y0 - 2), x0:x1], oy + y0 < 7, 0),
+            (np.s_[y1 - 7:y1 - 3, x0:x1], np.s_[y1 + 2:y1 + 6, x0:x1], oy + y1 > h - 7, 0),
+            (np.s_[y0:y1, x0 + 3:x0 + 7], np.s_[y0:y1, max(0, x0 - 6):max(0, x0 - 2)], ox + x0 < 7, 1),
+            (np.s_[y0:y1, x1 - 7:x1 - 3], np.s_[y0:y1, x1 + 2:x1 + 6], ox + x1 > w - 7, 1)):
+        strip_in = solid[inside]
         straight = float((strip_in < mid).mean()) if strip_in.size else 0.0
+        strip_out = light[outside]
         if not off_page and strip_out.size:
+            if strip_out.shape == strip_in.shape:  # or a darker area it runs into, in a step at the edge
+                step = np.median(tw[inside], axis=across, keepdims=True) - contrast / 4
+                strip_out = strip_out | (tw[outside] < step)
             straight = min(straight, float(strip_out.any(axis=across).mean()))
         if straight < BAND_STRAIGHT:
             return None
