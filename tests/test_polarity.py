@@ -70,6 +70,19 @@ def test_a_band_with_a_ruling_running_close_along_its_edge_is_found() -> None:
     assert y1 <= found[1] <= y1 + 8  # (where the rule comes within 2 px, it may be taken into the band)
 
 
+def test_a_band_along_the_page_edge_is_found_where_a_scan_border_is_not() -> None:
+    page, (y0, y1) = page_with_band()
+    top = np.ascontiguousarray(page[y0 - 5:])  # the page cropped 5 px above its heading band
+    assert find_bands(top) == [(5, y1 - y0 + 5, 0, top.shape[1])]
+    flush = np.ascontiguousarray(page[y0:])  # cropped at the band itself
+    assert find_bands(flush) == [(0, y1 - y0, 0, flush.shape[1])]
+    border = text_page(256, 320)
+    rng = np.random.default_rng(5)
+    border[:60] = np.clip(40 + rng.normal(0, 4, (60, 320)), 0, 255)  # a scan border along the top edge,
+    border[:60][rng.random((60, 320)) < 0.03] = 200  # its dust light specks
+    assert find_bands(border) == []
+
+
 def test_a_band_running_into_a_darker_scan_border_is_found() -> None:
     # a grey band down the page from a black border along the page's top: one dark area, split by level
     page, (x0, x1) = page_with_band()

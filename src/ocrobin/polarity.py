@@ -22,7 +22,8 @@ light paper reaches far below the median, light text on a dark ground far above 
   parallel to the page's edges, with straight sharp edges, a flat ground wider than strokes and light strokes
   inside, in its middle too (a heading bar, a dark caption box). Stains, shadows, scan borders along a page
   edge, lines of bold or blurred text, words of heavy handwriting and solid bars (a redaction over text)
-  fail one of those tests. A band running into a darker area (a scan border) is split from it by level.
+  fail one of those tests. A band running into a darker area (a scan border) is split from it by level;
+  a dark area along the page's edge is a band only when it plainly holds letters.
   A band needs no model check; the binarizer inverts it exactly and normalises its contrast on its own,
   and the rest of the page without it (a dark band would otherwise set the page's black point and change
   how the text around it is read).
@@ -96,6 +97,10 @@ BAND_REACH = 21
 #: the band's middle (its rectangle less a quarter of its short side all round: a solid bar, a redaction
 #: over text, has light pixels only where the lines it touches come in at its edges).
 BAND_LIGHT = 0.01
+#: A dark area along a page's edge is a band when light text covers at least this share of its middle, in
+#: strokes of 2×2 pixels or more (a scan border's dust is specks; the mottle of a scanner bed's texture
+#: along a bleed-through class page covered 4 %, heading bands on cropped band pages 10 % or more).
+BAND_EDGE_LIGHT = 0.06
 #: A band's blurred edge is looked for this many pixels (of the reduced page) on each side of it.
 BAND_EDGE = 2
 
@@ -660,9 +665,22 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
     x0, x1 = int(cols[0]), int(cols[-1]) + 1
     if min(y1 - y0, x1 - x0) < BAND_SIDE or float(shut[y0:y1, x0:x1].mean()) < BAND_FILL:
         return None
-    # a dark area along a page edge (a scan border, a binding shadow) is not a band
+    # the closing takes the page's edge for dark: a side it carried to the edge goes back to where the
+    # band's ground begins (the first row or column, from the edge, whose median is below the mid level)
+    r = BAND_CLOSE
+    if oy + y0 == 0:
+        y0 += int(np.argmax(np.append(np.median(gw[y0:y0 + r, x0:x1], axis=1) < mid, True)))
+    if oy + y1 == h:
+        y1 -= int(np.argmax(np.append(np.median(gw[y1 - r:y1, x0:x1], axis=1)[::-1] < mid, True)))
+    if ox + x0 == 0:
+        x0 += int(np.argmax(np.append(np.median(gw[y0:y1, x0:x0 + r], axis=0) < mid, True)))
+    if ox + x1 == w:
+        x1 -= int(np.argmax(np.append(np.median(gw[y0:y1, x1 - r:x1], axis=0)[::-1] < mid, True)))
+    # a dark area along a page edge (a scan border, a binding shadow) is a band only when it plainly holds
+    # light text (below; on a reduced page, where that is not looked at here, never)
     vertical = y1 - y0 > x1 - x0
-    if (ox + x0 < 3 or ox + x1 > w - 3) if vertical else (oy + y0 < 3 or oy + y1 > h - 3):
+    along_edge = (ox + x0 < 3 or ox + x1 > w - 3) if vertical else (oy + y0 < 3 or oy + y1 > h - 3)
+    if along_edge and not text:
         return None
     # inside, the band's light text is removed up to the width dark text is removed outside; outside, a
     # place along the edge is light when one of its rows (columns) 2 to 6 pixels out is, in the page or
@@ -697,8 +715,11 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
     if reach.size == 0 or float(np.percentile(reach, 99)) < BAND_REACH * math.sqrt(h * w / 1e6):
         return None
     q = min(y1 - y0, x1 - x0) // 4
-    core = gw[y0 + q:y1 - q, x0 + q:x1 - q][inner[q:inner.shape[0] - q, q:inner.shape[1] - q]]
-    if text and (core.size == 0 or float((core > ground + 0.3 * contrast).mean()) < BAND_LIGHT):
+    core = inner[q:inner.shape[0] - q, q:inner.shape[1] - q]
+    lit = (gw[y0 + q:y1 - q, x0 + q:x1 - q] > ground + 0.3 * contrast) & core
+    if text and (not core.any() or lit.sum() < BAND_LIGHT * core.sum()):
+        return None
+    if along_edge and _open(lit, 2).sum() < BAND_EDGE_LIGHT * core.sum():  # letters, not specks of dust
         return None
     return (oy + y0, oy + y1, ox + x0, ox + x1), (ground, local)
 
