@@ -710,16 +710,16 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
         return None
     if float((np.abs(vals - ground) < 0.2 * contrast).mean()) < BAND_FLAT:
         return None
-    reach = ndimage.distance_transform_cdt(gw[y0:y1, x0:x1] < mid, metric="chessboard")
-    reach = reach[reach > 0]  # (a box dark all over has no light pixel to measure from: no light text either)
-    if reach.size == 0 or float(np.percentile(reach, 99)) < BAND_REACH * math.sqrt(h * w / 1e6):
-        return None
     q = min(y1 - y0, x1 - x0) // 4
     core = inner[q:inner.shape[0] - q, q:inner.shape[1] - q]
     lit = (gw[y0 + q:y1 - q, x0 + q:x1 - q] > ground + 0.3 * contrast) & core
     if text and (not core.any() or lit.sum() < BAND_LIGHT * core.sum()):
         return None
     if along_edge and _open(lit, 2).sum() < BAND_EDGE_LIGHT * core.sum():  # letters, not specks of dust
+        return None
+    reach = ndimage.distance_transform_cdt(gw[y0:y1, x0:x1] < mid, metric="chessboard")  # (the dearest test last)
+    reach = reach[reach > 0]  # (a box dark all over has no light pixel to measure from: no light text either)
+    if reach.size == 0 or float(np.percentile(reach, 99)) < BAND_REACH * math.sqrt(h * w / 1e6):
         return None
     return (oy + y0, oy + y1, ox + x0, ox + x1), (ground, local)
 
