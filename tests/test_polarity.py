@@ -145,6 +145,16 @@ def test_dark_areas_that_are_not_bands_are_left_alone(kind: str) -> None:
     assert find_bands(dark_things(kind)) == []
 
 
+def test_a_plain_black_box_is_no_band_at_any_size() -> None:
+    # no light pixel inside to measure a band's ground from (this once raised IndexError)
+    page = np.full((600, 800), 230, np.uint8)
+    page[200:320, 100:700] = 30
+    assert find_bands(page) == []
+    big = np.repeat(np.repeat(page, 3, axis=0), 3, axis=1)  # searched reduced: its text test is elsewhere
+    assert find_bands(big) == []
+    assert detect(big).mode == "normal"
+
+
 def test_a_redaction_bar_is_left_as_it_is() -> None:
     page = dark_things("redaction")
     b = Binarizer(polarity="auto")
