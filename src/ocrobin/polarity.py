@@ -688,7 +688,6 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
     # a dark area going on beyond it does not, unless it is darker than the band's edge by a step (a scan
     # border the band runs into; a ground that only darkens on has no step)
     solid = _grey_open(gw, BAND_CLOSE)
-    light = (tw >= mid) | (gw >= mid)
     for inside, outside, off_page, across in (
             (np.s_[y0 + 3:y0 + 7, x0:x1], np.s_[max(0, y0 - 6):max(0, y0 - 2), x0:x1], oy + y0 < 7, 0),
             (np.s_[y1 - 7:y1 - 3, x0:x1], np.s_[y1 + 2:y1 + 6, x0:x1], oy + y1 > h - 7, 0),
@@ -696,7 +695,7 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
             (np.s_[y0:y1, x1 - 7:x1 - 3], np.s_[y0:y1, x1 + 2:x1 + 6], ox + x1 > w - 7, 1)):
         strip_in = solid[inside]
         straight = float((strip_in < mid).mean()) if strip_in.size else 0.0
-        strip_out = light[outside]
+        strip_out = (tw[outside] >= mid) | (gw[outside] >= mid)
         if not off_page and strip_out.size:
             if strip_out.shape == strip_in.shape:  # or a darker area it runs into, in a step at the edge
                 step = np.median(tw[inside], axis=across, keepdims=True) - contrast / 4
