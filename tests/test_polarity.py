@@ -104,8 +104,50 @@ def test_a_band_is_found_on_a_page_reduced_until_its_text_is_grey(monkeypatch: p
     spec.loader.exec_module(pages)
     page = pages.synthetic_page(1600, 1600)
     page[400:700] = 245 - page[400:700]
-    monkeypatch.setattr("ocrobin.polarity.BAND_PIXELS", 20_000)
+    monkeypatch.setattr("ocrobin.polarity.bands.BAND_PIXELS", 20_000)
     assert find_bands(page) == [(400, 700, 0, 1600)]
+
+
+def test_a_band_split_by_a_tall_letter_is_found_whole() -> None:
+    # a heading bar whose text sits at its right end, behind a light letter as tall as the bar nearly: the
+    # letter splits the dark area in two, and the left part, with no text, fails the tests on its own
+    page, (y0, y1) = page_with_band(w=480)
+    ground = int(np.median(page[y0 + 5:y1 - 5, :40]))
+    page[y0:y1, :320] = ground
+    page[y0 + 8:y1 - 8, 330:342] = 230
+    assert find_bands(page) == [(y0, y1, 0, 480)]
+
+
+def noisy_bar(noise: float, text: bool) -> np.ndarray:
+    """A text page with a dark bar across rows 144..240 whose ground is grainy (grey noise of ``noise``
+    levels), holding light text or nothing."""
+    rng = np.random.default_rng(1)
+    paper = np.full((24, 480), 230, np.uint8)
+    page = np.vstack([text_page(120, 480, 0), paper, text_page(96, 480, 1), paper, text_page(120, 480, 2)])
+    page = page.astype(np.float32)
+    bar = 290 - page[144:240] if text else np.full((96, 480), 40.0)  # ground 60, its text light
+    page[144:240] = bar + rng.normal(0, noise, bar.shape)
+    return np.clip(page, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("noise", [8, 24, 32])
+def test_a_grainy_band_is_found_and_a_grainy_empty_bar_is_not(noise: float) -> None:
+    # the grey opening that finds thick dark areas takes a grainy ground for darker than it is: the ground's
+    # flatness is measured about its own pixels, and its grain is no light text
+    assert find_bands(noisy_bar(noise, text=True)) == [(144, 240, 0, 480)]
+    assert find_bands(noisy_bar(noise, text=False)) == []
+
+
+def test_paper_framed_by_a_band_and_scan_borders_is_no_band() -> None:
+    # a band between dark scan borders left and right, a third along the bottom: with the paper below the
+    # band they make one dark frame round a light hole, no printed band
+    rng = np.random.default_rng(2)
+    page = text_page(600, 600, 3).astype(np.float32)
+    page[150:230, 80:520] = 290 - page[150:230, 80:520]
+    for sl in (np.s_[:, :80], np.s_[:, 520:], np.s_[480:, :]):
+        page[sl] = 40 + rng.normal(0, 4, page[sl].shape)
+    page = np.clip(page, 0, 255).astype(np.uint8)
+    assert all(y1 - y0 <= 80 for y0, y1, _, _ in find_bands(page))
 
 
 def dark_things(kind: str) -> np.ndarray:
