@@ -39,7 +39,8 @@ BAND_HOLE = 0.1
 #: light text, is nowhere wider than its strokes. (Bands of the band pages of ``benchmarks/polarity.py``:
 #: 24 or more; words of heavy handwriting that passed every other test: 18 or less.)
 BAND_REACH = 21
-#: Light text inside: at least this share of the pixels lie above the ground by 0.3 of the contrast, in
+#: Light text inside: at least this share of the pixels, in strokes of 2×2 pixels or more, lie above the
+#: ground (the higher of the thick area's level and its dark pixels' median) by 0.3 of the contrast, in
 #: the band's middle (its rectangle less a quarter of its short side all round: a solid bar, a redaction
 #: over text, has light pixels only where the lines it touches come in at its edges).
 BAND_LIGHT = 0.01
@@ -54,7 +55,7 @@ BAND_EDGE = 2
 def find_bands(data: np.ndarray, scale: float = 255.0) -> list[tuple[int, int, int, int]]:
     """Reverse-printed bands of a page: dark rectangles, parallel to its edges, holding light text.
 
-    See the module's description and the ``BAND_*`` constants for the tests a dark area must pass. Edges are
+    See the package's description and the ``BAND_*`` constants for the tests a dark area must pass. Edges are
     exact to a pixel of the reduced page (:data:`BAND_PIXELS`); a skewed page gives its bands' bounding
     rectangles (deskew first for exact edges).
 
@@ -77,7 +78,7 @@ def band_scale(data: np.ndarray) -> int:
 
 
 def search(data: np.ndarray, scale: float, p25: np.ndarray, med: np.ndarray
-                ) -> list[tuple[tuple[int, int, int, int], tuple[float, float]]]:
+           ) -> list[tuple[tuple[int, int, int, int], tuple[float, float]]]:
     """:func:`find_bands` with each band's (ground, paper around it) in [0, 1], given the page's block
     percentiles: only the areas around blocks at least a quarter dark ground are searched (most pages
     have few or none; the search costs 0.03–0.05 s per searched megapixel)."""
