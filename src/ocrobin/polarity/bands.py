@@ -192,10 +192,7 @@ def _band(g: np.ndarray, thick: np.ndarray, labels: np.ndarray, i: int, sl: tupl
     if n == 0:
         return None
     reg = parts == 1 + int(np.argmax(ndimage.sum(reg, parts, range(1, n + 1))))
-    filled = fill_holes(reg)
-    holes, n_holes = ndimage.label(filled & ~reg)
-    hole = int(np.bincount(holes.ravel())[1:].max()) if n_holes else 0
-    reg = filled
+    reg, hole = fill_holes(reg)
     shut = square_filter(grow(reg, BAND_CLOSE // 2), BAND_CLOSE, np.minimum) | reg
     ys, xs = np.nonzero(reg)
     ya, yb = (int(v) for v in np.percentile(ys, [1, 99]))

@@ -8,7 +8,7 @@ import numpy as np
 
 
 def slide(a: np.ndarray, k: int, axis: int, op: Callable[..., np.ndarray], lo: int,
-           fill: float | bool | None) -> np.ndarray:
+          fill: float | bool | None) -> np.ndarray:
     """``op`` (``np.minimum`` or ``np.maximum``) over the window ``a[i + lo : i + lo + k]`` along ``axis``.
 
     Beyond the array the window sees ``fill``, or the edge value when it is None. By doubling (log2 k
@@ -35,7 +35,7 @@ def slide(a: np.ndarray, k: int, axis: int, op: Callable[..., np.ndarray], lo: i
 
 
 def square_filter(a: np.ndarray, k: int, op: Callable[..., np.ndarray], fill: float | bool | None = None,
-            reflect: bool = False) -> np.ndarray:
+                  reflect: bool = False) -> np.ndarray:
     """A k×k minimum or maximum filter (``reflect``: the window mirrored, for the second half of an opening
     or closing with an even ``k``)."""
     lo = -(k - 1 - k // 2) if reflect else -(k // 2)
@@ -57,14 +57,16 @@ def open_mask(mask: np.ndarray, side: int) -> np.ndarray:
     return square_filter(square_filter(mask, side, np.minimum, False), side, np.maximum, False, reflect=True)
 
 
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """The mask with its holes filled: what is not in it and not connected to the window's border (one
-    labelling; scipy's ``binary_fill_holes`` grows from the border step by step)."""
+def fill_holes(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The mask with its holes filled (what is not in it and not connected to the window's border), and the
+    largest hole's area: one labelling (scipy's ``binary_fill_holes`` grows from the border step by step)."""
     from scipy import ndimage
 
     labels, _ = ndimage.label(~mask)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return mask | (~np.isin(labels, edge[edge > 0]) & (labels > 0))
+    holes = ~np.isin(labels, edge[edge > 0]) & (labels > 0)
+    largest = int(np.bincount(labels[holes]).max()) if holes.any() else 0
+    return mask | holes, largest
 
 
 def grow(mask: np.ndarray, r: int) -> np.ndarray:
